@@ -1,0 +1,28 @@
+# Tiny but Mighty: `snakemake --cores 4` regenerates results/report.html and results/report.pdf.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: "config.yaml"
+
+
+validate(config, "rules/schema/config.schema.yaml")
+
+from tinymighty.config import check_config
+
+check_config(config)
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/train.smk"
+include: "rules/variants.smk"
+include: "rules/firmware.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report.html",
+        "results/report.pdf",

@@ -1,0 +1,41 @@
+# Stage 1: the dataset (synthesised with espeak-ng, or the real Speech Commands) and its splits.
+
+
+rule dataset:
+    output:
+        directory(f"{RESULTS}/data/dataset"),
+    params:
+        source=config["data"]["source"],
+        path=config["data"].get("path"),
+        url=config["data"].get("url"),
+        sha256=config["data"].get("sha256"),
+        synthetic=config["data"].get("synthetic", {}),
+        splits={k: config["data"].get(k, 10) for k in ("validation_percentage", "testing_percentage")},
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/dataset.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/dataset.py"
+
+
+rule prepare:
+    input:
+        f"{RESULTS}/data/dataset",
+    output:
+        f"{RESULTS}/data/index.json",
+    params:
+        wanted_words=config["data"]["wanted_words"],
+        percentages={k: config["data"].get(k, 10) for k in
+                     ("validation_percentage", "testing_percentage", "silence_percentage", "unknown_percentage")},
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/prepare.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/prepare.py"

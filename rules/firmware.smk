@@ -1,0 +1,1 @@
+# firmware rules come with the firmware stage

@@ -1,0 +1,33 @@
+# Stage 3: train each architecture (float), and estimate its size analytically.
+
+
+rule train:
+    input:
+        train=f"{RESULTS}/features/training.npz",
+        val=f"{RESULTS}/features/validation.npz",
+    output:
+        model=f"{RESULTS}/models/{{arch}}/float.h5",
+        history=f"{RESULTS}/models/{{arch}}/history.csv",
+    params:
+        train={k: v for k, v in config["train"].items() if k != "architectures"},
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/train_{{arch}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/train.py"
+
+
+rule size:
+    input:
+        f"{RESULTS}/models/{{arch}}/float.h5",
+    output:
+        f"{RESULTS}/models/{{arch}}/size.json",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/size.py"

@@ -1,0 +1,52 @@
+# Stage 4: one TFLite model per variant, then one host evaluation per variant.
+
+
+rule convert_float:
+    input:
+        f"{RESULTS}/models/{{arch}}/float.h5",
+    output:
+        f"{RESULTS}/variants/{{arch}}/float/model.tflite",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/convert_float.py"
+
+
+rule convert_ptq_int8:
+    input:
+        model=f"{RESULTS}/models/{{arch}}/float.h5",
+        train=f"{RESULTS}/features/training.npz",
+    output:
+        f"{RESULTS}/variants/{{arch}}/ptq_int8/model.tflite",
+    params:
+        samples=config["train"]["representative_samples"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/convert_ptq_int8.py"
+
+
+def _float_predictions(w):
+    return [] if w.variant == V.FLOAT else [f"{variant_dir(w.arch, V.FLOAT)}/predictions.npy"]
+
+
+rule evaluate:
+    input:
+        model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        test=f"{RESULTS}/features/testing.npz",
+        index=f"{RESULTS}/data/index.json",
+        float_predictions=_float_predictions,
+    output:
+        metrics=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
+        predictions=f"{RESULTS}/variants/{{arch}}/{{variant}}/predictions.npy",
+    params:
+        latency_runs=config["evaluate"]["latency_runs"],
+    log:
+        f"{RESULTS}/logs/evaluate_{{arch}}_{{variant}}.log",
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,5 @@
+from tinymighty.steps import prepare_step
+
+p = snakemake.params
+prepare_step(snakemake.input[0], snakemake.output[0], p.wanted_words, p.percentages, p.seed,
+             log_path=snakemake.log[0], config=snakemake.config)

@@ -1,0 +1,67 @@
+"""Deterministic training with per-epoch progress, CSV curves and a best-by-validation checkpoint."""
+from pathlib import Path
+
+import numpy as np
+
+from .tfutil import make_deterministic, tf_keras
+
+
+def load_split(path):
+    with np.load(path) as d:
+        return d["x"], d["y"]
+
+
+def compile_model(model, learning_rate):
+    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    return model
+
+
+class _Progress(tf_keras.callbacks.Callback):
+    def __init__(self, tag, epochs, log):
+        super().__init__()
+        self.tag, self.epochs, self.log = tag, epochs, log
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.log(f"[{self.tag}] epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', 0):.4f} "
+                 f"acc {logs.get('accuracy', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} "
+                 f"val_acc {logs.get('val_accuracy', 0):.4f}")
+
+
+def fit(model, train, val, epochs, batch_size, learning_rate, checkpoint, history_csv, seed, tag="train",
+        callbacks=(), log=print, compile=True):
+    """Fit `model`, keep the best weights by validation accuracy in `checkpoint` and load them back."""
+    make_deterministic(seed)
+    if compile:
+        compile_model(model, learning_rate)
+    checkpoint = Path(checkpoint)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    best = tf_keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_accuracy", save_best_only=True,
+                                              save_weights_only=True, mode="max")
+    cbs = [best, tf_keras.callbacks.CSVLogger(str(history_csv)), _Progress(tag, epochs, log), *callbacks]
+    model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True,
+              verbose=0, callbacks=cbs)
+    model.load_weights(str(checkpoint))
+    return model
+
+
+def train_float(arch, train_npz, val_npz, model_out, history_csv, cfg, seed, log=print):
+    from . import models
+
+    make_deterministic(seed)
+    train, val = load_split(train_npz), load_split(val_npz)
+    num_labels = int(max(train[1].max(), val[1].max())) + 1
+    model = models.build(arch, train[0].shape[1:], num_labels)
+    log(f"[train] {arch}: {model.count_params()} parameters, {len(train[0])} training examples")
+    weights = Path(str(model_out) + ".weights.h5")
+    fit(model, train, val, cfg["epochs"], cfg["batch_size"], cfg["learning_rate"], weights, history_csv,
+        seed, tag=arch, log=log)
+    model.save(str(model_out))
+    weights.unlink(missing_ok=True)
+    return model
+
+
+def load_model(path):
+    return tf_keras.models.load_model(str(path))
