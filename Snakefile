@@ -18,6 +18,8 @@ include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/variants.smk"
+include: "rules/quantization.smk"
+include: "rules/pruning.smk"
 include: "rules/firmware.smk"
 include: "rules/report.smk"
 

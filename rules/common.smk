@@ -3,6 +3,9 @@ from tinymighty import variants as V
 
 SPLITS = ["training", "validation", "testing"]
 RESULTS = "results"
+GRID = V.grid(config)
+TFLITE_VARIANTS = V.name_regex([v for v in GRID if v.tflite])
+INT8_VARIANTS = V.name_regex([v for v in GRID if v.int8])
 
 
 wildcard_constraints:
@@ -16,10 +19,10 @@ def variant_dir(arch, variant):
 
 
 def all_host_metrics():
-    return [f"{variant_dir(a, v)}/host.json" for a, v in V.grid(config)]
+    return [f"{variant_dir(v.arch, v.name)}/host.json" for v in GRID]
 
 
 def all_device_metrics():
     if not config["firmware"]["enabled"]:
         return []
-    return [f"{RESULTS}/firmware/{a}/{v}/device.json" for a, v in V.grid(config) if V.is_int8(v)]
+    return [f"{RESULTS}/firmware/{v.arch}/{v.name}/device.json" for v in GRID if v.int8]

@@ -5,7 +5,8 @@ rule convert_float:
     input:
         f"{RESULTS}/models/{{arch}}/float.h5",
     output:
-        f"{RESULTS}/variants/{{arch}}/float/model.tflite",
+        model=f"{RESULTS}/variants/{{arch}}/float/model.tflite",
+        info=f"{RESULTS}/variants/{{arch}}/float/info.json",
     resources:
         mem_mb=2000,
         runtime=10,
@@ -18,7 +19,8 @@ rule convert_ptq_int8:
         model=f"{RESULTS}/models/{{arch}}/float.h5",
         train=f"{RESULTS}/features/training.npz",
     output:
-        f"{RESULTS}/variants/{{arch}}/ptq_int8/model.tflite",
+        model=f"{RESULTS}/variants/{{arch}}/ptq_int8/model.tflite",
+        info=f"{RESULTS}/variants/{{arch}}/ptq_int8/info.json",
     params:
         samples=config["train"]["representative_samples"],
     resources:
@@ -35,6 +37,7 @@ def _float_predictions(w):
 rule evaluate:
     input:
         model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        info=f"{RESULTS}/variants/{{arch}}/{{variant}}/info.json",
         test=f"{RESULTS}/features/testing.npz",
         index=f"{RESULTS}/data/index.json",
         float_predictions=_float_predictions,
@@ -43,6 +46,8 @@ rule evaluate:
         predictions=f"{RESULTS}/variants/{{arch}}/{{variant}}/predictions.npy",
     params:
         latency_runs=config["evaluate"]["latency_runs"],
+    wildcard_constraints:
+        variant=TFLITE_VARIANTS,
     log:
         f"{RESULTS}/logs/evaluate_{{arch}}_{{variant}}.log",
     resources:

@@ -1,3 +1,5 @@
 from tinymighty.steps import convert_ptq_int8_step
 
-convert_ptq_int8_step(snakemake.input.model, snakemake.input.train, snakemake.output[0], snakemake.params.samples)
+o = snakemake.output
+convert_ptq_int8_step(snakemake.input.model, snakemake.input.train, o.model, o.info, snakemake.params.samples,
+                      config=snakemake.config)

@@ -1,6 +1,6 @@
 from tinymighty.steps import evaluate_step
 
 i, w = snakemake.input, snakemake.wildcards
-evaluate_step(i.model, i.test, i.index, snakemake.output.metrics, snakemake.output.predictions,
+evaluate_step(i.model, i.info, i.test, i.index, snakemake.output.metrics, snakemake.output.predictions,
               snakemake.params.latency_runs, float_predictions=(i.float_predictions or [None])[0],
               arch=w.arch, variant=w.variant, log_path=snakemake.log[0], config=snakemake.config)

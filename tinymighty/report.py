@@ -170,13 +170,15 @@ def build_context(inputs, config, figs):
         key = (h["arch"], h["variant"])
         size = sizes[h["arch"]]["total"]
         dev = devices.get(key)
+        latency = h.get("host_latency") or {}
         row = {"arch": h["arch"], "variant": h["variant"], "label": f"{h['arch']}/{h['variant']}",
-               "accuracy": h["accuracy"], "tflite_bytes": h["tflite_bytes"], "gzip_bytes": h["gzip_bytes"],
-               "agreement": h.get("agreement_with_float"), "host_ms": h["host_latency"]["median_ms"],
-               "host_p10": h["host_latency"]["p10_ms"], "host_p90": h["host_latency"]["p90_ms"],
-               "params": h.get("params", size["params"]), "nonzero_params": h.get("nonzero_params"),
-               "macs": h.get("macs", size["macs"]), "flops": h.get("flops", size["flops"]),
-               "tflm": h.get("tflm"), "per_class": h["per_class"], "device": dev}
+               "family": h.get("family"), "accuracy": h["accuracy"], "tflite_bytes": h.get("tflite_bytes"),
+               "gzip_bytes": h.get("gzip_bytes"), "agreement": h.get("agreement_with_float"),
+               "host_ms": latency.get("median_ms"), "host_p10": latency.get("p10_ms"),
+               "host_p90": latency.get("p90_ms"), "params": h.get("params", size["params"]),
+               "nonzero_params": h.get("nonzero_params"), "macs": h.get("macs", size["macs"]),
+               "flops": h.get("flops", size["flops"]), "tflm": h.get("tflm"), "per_class": h["per_class"],
+               "deployable": h.get("deployable"), "device": dev, "host": h}
         if dev:
             row["instructions"] = dev["instructions"]["median"]
             row["flash"] = dev["flash"]["total"]
@@ -206,6 +208,12 @@ def build_context(inputs, config, figs):
         ctx["fig_instr"] = bar_figure(figs, "firmware_instructions", names,
                                       {"instructions": [r["instructions"] for r in dev_rows]},
                                       "emulated instructions / inference", "Emulated instructions per variant")
+    from . import pruning, quantization
+
+    for study in (quantization, pruning):
+        hook = getattr(study, "report_context", None)
+        if hook:
+            ctx.update(hook(rows, config, figs))
     if inputs.get("model_c"):
         text = Path(inputs["model_c"]).read_text()
         ctx["model_c_excerpt"] = "\n".join(text.splitlines()[:40])
@@ -219,6 +227,7 @@ def render(ctx, out_html, out_pdf):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v, d=1: "n/a" if v is None else f"{100 * v:.{d}f}%"
+    env.filters["ms"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     env.filters["num"] = lambda v: "n/a" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:,.3g}")
     page = env.get_template("report.html.j2").render(css=CSS.read_text(), **ctx)
     out_html = Path(out_html)

@@ -69,22 +69,36 @@ def _write_bytes(path, content: bytes):
     tmp.replace(path)
 
 
-def convert_float_step(model_path, out_tflite):
+def write_variant(model, content: bytes, out_tflite, out_info, family, config=None, **extra):
+    """Every TFLite-producing rule writes model.tflite plus info.json: the size of the Keras model it came
+    from (pruned models have fewer non-zeros or fewer MACs) and family-specific settings."""
+    from .size import estimate
+
+    total = estimate(model)["total"]
+    info = {k: total[k] for k in ("params", "nonzero_params", "macs", "flops")}
+    info.update(family=family, **extra)
+    _write_bytes(out_tflite, content)
+    write_json(out_info, info, config)
+
+
+def convert_float_step(model_path, out_tflite, out_info, config=None):
     from .convert import to_float
     from .train import load_model
 
-    _write_bytes(out_tflite, to_float(load_model(model_path)))
+    model = load_model(model_path)
+    write_variant(model, to_float(model), out_tflite, out_info, "float", config)
 
 
-def convert_ptq_int8_step(model_path, train_npz, out_tflite, samples):
+def convert_ptq_int8_step(model_path, train_npz, out_tflite, out_info, samples, config=None):
     from .convert import to_int8
     from .train import load_model, load_split
 
     x, _ = load_split(train_npz)
-    _write_bytes(out_tflite, to_int8(load_model(model_path), x, samples))
+    model = load_model(model_path)
+    write_variant(model, to_int8(model, x, samples), out_tflite, out_info, "ptq", config, bits=8)
 
 
-def evaluate_step(model_tflite, test_npz, index_json, out_json, out_predictions, latency_runs,
+def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_predictions, latency_runs,
                   float_predictions=None, arch=None, variant=None, log_path=None, config=None):
     from .evaluate import evaluate_tflite
     from .train import load_split
@@ -95,6 +109,9 @@ def evaluate_step(model_tflite, test_npz, index_json, out_json, out_predictions,
     float_pred = np.load(float_predictions) if float_predictions else None
     content = Path(model_tflite).read_bytes()
     res, pred, _ = evaluate_tflite(content, x, y, labels, float_pred=float_pred, latency_runs=latency_runs)
+    info = read_json(info_json)
+    info.pop("provenance", None)
+    res.update(info)
     res.update(arch=arch, variant=variant, deployable=bool("tflm" in res))
     log(f"{arch}/{variant}: accuracy {res['accuracy']:.4f} on {res['n']} test clips, "
         f"{res['tflite_bytes']} bytes" + (f", TFLM bit-exact {res['tflm']['bitexact']}" if "tflm" in res else ""))

@@ -1,23 +1,52 @@
 """The variant grid as data: which (architecture, variant) jobs a config asks for.
 
-A variant name is `<family>` or `<family>_<setting>`; every family maps to one Snakemake rule that
-writes `results/variants/{arch}/{variant}/model.tflite` (deployable) or `host.json` directly (fake-quant).
+Each family (float, ptq, quantization study, pruning study) lists its variants here. A variant either has
+a `model.tflite` (then the shared `evaluate` rule measures it, and if it is full-int8 the firmware rules
+deploy it), or it is fake-quant only and its own rule writes `host.json` with the same metrics.
 """
+import re
+from dataclasses import dataclass
 
 FLOAT = "float"
 PTQ_INT8 = "ptq_int8"
 
 
-def variant_names(config):
-    """All variant names for one architecture, in report order."""
-    names = [FLOAT, PTQ_INT8]
-    return names
+@dataclass(frozen=True)
+class Variant:
+    arch: str
+    name: str
+    family: str
+    tflite: bool = True   # has a model.tflite evaluated by the shared rule
+    int8: bool = True     # full-int8 TFLite: deployed to the device
+
+    @property
+    def label(self):
+        return f"{self.arch}/{self.name}"
 
 
-def is_int8(variant: str) -> bool:
-    """Variants whose model.tflite is a full-int8 model, deployable to the device."""
-    return variant != FLOAT
+def _families():
+    # Imported lazily: each study module owns its variant list and its config section.
+    from . import pruning, quantization
+
+    return (quantization.variants, pruning.variants)
+
+
+def variants_for(config, arch):
+    out = [Variant(arch, FLOAT, "float", int8=False), Variant(arch, PTQ_INT8, "ptq")]
+    for family in _families():
+        out.extend(family(config, arch))
+    names = [v.name for v in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"variant names {sorted(dup)} are produced twice; check the quantization/pruning config")
+    return out
 
 
 def grid(config):
-    return [(arch, v) for arch in config["train"]["architectures"] for v in variant_names(config)]
+    return [v for arch in config["train"]["architectures"] for v in variants_for(config, arch)]
+
+
+def name_regex(variants):
+    """A wildcard constraint matching exactly these variant names (so rules never compete for a file)."""
+    names = sorted({v.name for v in variants})
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"

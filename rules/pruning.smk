@@ -1,0 +1,1 @@
+# Pruning study rules (issue 5).

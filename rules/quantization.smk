@@ -1,0 +1,1 @@
+# Quantization study rules (issue 4).
