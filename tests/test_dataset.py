@@ -61,7 +61,9 @@ def expected_split(path, val, test):
     return "validation" if percentage < val else "testing" if percentage < val + test else "training"
 
 
-@pytest.mark.parametrize("name", ["yes/c4ca4238_nohash_0.wav", "cfcd2084_nohash_1.wav", "/a/b/eccbc87e_nohash_7.wav", "nohashhere.wav"])
+@pytest.mark.parametrize(
+    "name", ["yes/c4ca4238_nohash_0.wav", "cfcd2084_nohash_1.wav", "/a/b/eccbc87e_nohash_7.wav", "nohashhere.wav"]
+)
 def test_which_set_matches_the_hash_rule(name):
     for val, test in [(10, 10), (30, 30), (0, 50)]:
         assert ds.which_set(name, val, test) == expected_split(name, val, test)
@@ -73,7 +75,8 @@ def test_which_set_known_assignments():
     assert ds.which_set("yes/c4ca4238_nohash_0.wav", 10, 10) == "training"
     assert ds.which_set("yes/eccbc87e_nohash_0.wav", 10, 10) == "testing"
     # Only the speaker part counts: the directory and the repetition index never change the split.
-    assert {ds.which_set(f"{w}/cfcd2084_nohash_{n}.wav", 10, 10) for w in ("yes", "no") for n in range(3)} == {"validation"}
+    same_speaker = [f"{w}/cfcd2084_nohash_{n}.wav" for w in ("yes", "no") for n in range(3)]
+    assert {ds.which_set(p, 10, 10) for p in same_speaker} == {"validation"}
 
 
 # ---------------------------------------------------------------- synthesis
@@ -91,7 +94,7 @@ def test_layout_and_wav_format(small):
     for rel in clips(root):
         with wave.open(str(root / rel)) as w:
             assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, 16000, 16000)
-        x, _ = ds.read_wav(root / rel)
+        x = ds.read_wav(root / rel)
         assert 0.05 < np.abs(x).max() < 1.0, f"{rel} is silent or clipped"
     noises = sorted((root / ds.BACKGROUND_DIR).iterdir())
     assert len(noises) == 2
@@ -115,7 +118,10 @@ def test_lists_follow_which_set_and_speakers_stay_in_one_split(small):
         speakers[rel.split("/")[1].split("_nohash_")[0]].add(split)
     assert all(len(s) == 1 for s in speakers.values())
     assert {s for group in speakers.values() for s in group} == {"training", "validation", "testing"}
-    assert stats["splits"] == {k: sum(1 for r in clips(root) if split_of.get(r, "training") == k) for k in stats["splits"]}
+    counted = defaultdict(int)
+    for rel in clips(root):
+        counted[split_of.get(rel, "training")] += 1
+    assert stats["splits"] == counted
 
 
 @needs_espeak
@@ -223,6 +229,12 @@ def test_fetch_url_with_checksum(tmp_path, archive, http_root):
     assert (out / "no/bbbb1111_nohash_0.wav").is_file()
     assert any("download:" in m and "MB" in m for m in messages)
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_fetch_file_url_from_a_local_mirror(tmp_path, archive):
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    out = ds.fetch_speech_commands(tmp_path / "out", url=archive.as_uri(), sha256=digest, progress=None)
+    assert (out / "yes/aaaa0000_nohash_0.wav").is_file()
 
 
 def test_fetch_url_wrong_checksum_leaves_nothing(tmp_path, archive, http_root):

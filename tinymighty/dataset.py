@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import io
 import json
 import math
 import os
@@ -22,12 +21,14 @@ import tarfile
 import time
 import urllib.parse
 import urllib.request
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from scipy.signal import resample_poly
+
+from .audio import read_wav, write_wav  # noqa: F401  (re-exported for callers of this module)
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE  # every clip is exactly one second, as in Speech Commands
@@ -91,26 +92,6 @@ def write_split_lists(root, validation_percentage: float = 10, testing_percentag
 
 
 # --------------------------------------------------------------------------- wav io
-
-
-def write_wav(path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """Write float samples in [-1, 1] as 16-bit mono PCM."""
-    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-
-
-def read_wav(path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM wav as float samples in [-1, 1] (first channel) and its sample rate."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: expected 16-bit PCM, got {8 * w.getsampwidth()}-bit")
-        rate, channels = w.getframerate(), w.getnchannels()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return pcm.reshape(-1, channels)[:, 0].astype(np.float64) / 32768.0, rate
 
 
 def _parse_espeak_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -190,7 +171,9 @@ def _render_clip(exe: str, plan: ClipPlan, root: Path) -> bool:
 
     # espeak pads words with silence of voice-dependent length; cut it so the random offset
     # below, not the voice, decides where the word sits.
-    loud = np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())
+    loud = np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max(initial=0))
+    if not loud.size:
+        raise RuntimeError(f"espeak-ng produced silence for {plan.path}: {' '.join(cmd)}")
     margin = int(0.02 * rate)
     speech = speech[max(loud[0] - margin, 0) : loud[-1] + margin + 1]
     g = math.gcd(SAMPLE_RATE, rate)
@@ -341,12 +324,16 @@ def _check_target(final: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{final} exists and is not empty; delete it or pass overwrite=True")
 
 
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()  # for a link to someone's dataset: drop the link, never the data behind it
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished build into place so a crash never leaves a half-written dataset at `final`."""
-    if final.is_symlink() or final.is_file():
-        final.unlink()  # a link to someone's dataset: drop the link, never the data behind it
-    elif final.is_dir():
-        shutil.rmtree(final)
+    _remove(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
 
@@ -381,13 +368,14 @@ def synthesize(
     started = time.monotonic()
 
     accents, variants, version = _espeak_voices(exe)
-    counts = {w: clips_per_keyword for w in keywords} | {w: clips_per_unknown_word for w in unknown_words if clips_per_unknown_word}
+    counts = {w: clips_per_keyword for w in keywords}
+    counts |= {w: clips_per_unknown_word for w in unknown_words if clips_per_unknown_word}
     plans, n_speakers = _plan_clips(counts, seed, accents, variants)
 
     out_dir = Path(out_dir)
     _check_target(out_dir, overwrite)
     tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
+    _remove(tmp)  # leftovers of an interrupted run
     for word in counts:
         (tmp / word).mkdir(parents=True)
 
@@ -404,7 +392,7 @@ def synthesize(
         noises = _write_noises(tmp, noise_clips, noise_seconds, seed)
         splits = write_split_lists(tmp, validation_percentage, testing_percentage)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
 
     # Provenance: enough to regenerate or audit the data; no timestamps so it stays reproducible.
@@ -538,7 +526,8 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     """Provide a real Speech Commands dataset at out_dir and return its root directory.
 
     path: an extracted dataset directory (symlinked to out_dir) or a .tar.gz archive (extracted).
-    url:  an http(s) archive to download; sha256 is mandatory so a changed or corrupt file is caught.
+    url:  an http(s):// or file:// archive to download; sha256 is mandatory so a changed or corrupt
+          file is caught.
     The downloaded archive is kept next to out_dir and reused when its checksum still matches.
     """
     say = progress or (lambda *_: None)
@@ -556,8 +545,8 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
                 "pass the archive's 64-hex-digit sha256 so the download can be verified"
             )
         sha256 = sha256.lower()
-        if urllib.parse.urlparse(url).scheme not in ("http", "https"):
-            raise ValueError(f"url={url!r}: only http:// and https:// downloads are supported")
+        if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
+            raise ValueError(f"url={url!r}: only http://, https:// and file:// (a local mirror) are supported")
         name = Path(urllib.parse.urlparse(url).path).name or "speech_commands.tar.gz"
         archive = out_dir.with_name(f"{out_dir.name}.{name}")
         if archive.is_file() and _sha256(archive) == sha256:
@@ -575,7 +564,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
                 f"files or a {BACKGROUND_DIR}/ folder"
             )
         link = out_dir.with_name(out_dir.name + ".partial")
-        link.unlink(missing_ok=True)
+        _remove(link)
         link.symlink_to(path.resolve(), target_is_directory=True)
         _replace_dir(link, out_dir)
         say(f"fetch: using {path} via symlink {out_dir}")
@@ -584,20 +573,21 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     if not path.is_file() or not tarfile.is_tarfile(path):
         raise ValueError(f"{path} is neither a Speech Commands directory nor a readable .tar.gz archive")
     tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove(tmp)
     say(f"fetch: extracting {path}")
     try:
         _safe_extract(path, tmp)
         root = _dataset_root(tmp)
         if root is None:
-            raise ValueError(f"{path} does not contain a Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")
+            raise ValueError(f"{path} holds no Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")
         if root != tmp:  # archive wrapped everything in one folder: lift it so out_dir is the root
             lifted = tmp.with_name(tmp.name + "-root")
+            _remove(lifted)
             os.replace(root, lifted)
-            shutil.rmtree(tmp)
+            _remove(tmp)
             tmp = lifted
         _replace_dir(tmp, out_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
     say(f"fetch: extracted to {out_dir}")
     return out_dir

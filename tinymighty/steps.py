@@ -25,17 +25,10 @@ def prepare_step(data_dir, out_json, wanted_words, percentages, seed, log_path=N
     from .prepare import prepare_index
 
     log = make_log(log_path)
-    index = prepare_index(_dataset_root(data_dir), wanted_words, seed=seed, **percentages)
+    index = prepare_index(data_dir, wanted_words, seed=seed, **percentages)
     for split, counts in index["counts"].items():
         log(f"{split}: {sum(counts.values())} examples {counts}")
     write_json(out_json, index, config)
-
-
-def _dataset_root(data_dir):
-    """A fetched Speech Commands dataset may sit one level down; find the folder holding the word dirs."""
-    data_dir = Path(data_dir)
-    link = data_dir / "ROOT"
-    return Path(link.read_text().strip()) if link.exists() else data_dir
 
 
 def features_step(index_json, out_npz, features, augment, seed, split, log_path=None):

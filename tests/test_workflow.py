@@ -1,0 +1,78 @@
+"""The workflow as a user runs it: config validation, the tiny end-to-end run, and incremental reruns."""
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import TINY, snakemake
+
+
+def _config_with(tmp_path, edit):
+    cfg = yaml.safe_load(TINY.read_text())
+    edit(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c["train"].__setitem__("epochs", "many"), "epochs"),
+    (lambda c: c["train"].__setitem__("epoch", 3), "epoch"),
+    (lambda c: c["data"].update(source="speech_commands", path="/nonexistent/sc"), "data.path"),
+    (lambda c: c["data"].update(source="speech_commands", url="https://example.invalid/sc.tgz"), "sha256"),
+    (lambda c: c["train"].__setitem__("architectures", ["tinyconv; rm -rf /"]), "architectures"),
+    (lambda c: c["data"].__setitem__("wanted_words", ["Yes"]), "wanted_words"),
+])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, expected):
+    proc = snakemake(tmp_path, "-n", configfile=_config_with(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert expected in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_yaml_boolean_words_are_caught(tmp_path):
+    """Bare `yes`/`no` in YAML are booleans; the schema must stop that with a message, not train on 'True'."""
+    path = tmp_path / "config.yaml"
+    path.write_text(TINY.read_text().replace('wanted_words: ["yes", "no"]', "wanted_words: [yes, no]"))
+    proc = snakemake(tmp_path, "-n", configfile=path, check=False)
+    assert proc.returncode != 0 and "wanted_words" in proc.stderr + proc.stdout
+
+
+def test_tiny_run_produces_report_and_metrics(tiny_run):
+    res = tiny_run / "results"
+    assert (res / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    html = (res / "report.html").read_text()
+    for section in ("1. Preprocessing", "2. Size estimation", "3. Training", "4. Conversion and deployment"):
+        assert section in html
+    for img in re.findall(r'src="([^"]+\.png)"', html):
+        assert (res / img).stat().st_size > 1000, img
+    ptq = json.loads((res / "variants/tinyconv/ptq_int8/host.json").read_text())
+    assert ptq["tflm"]["bitexact"] is True and ptq["tflm"]["inputs"] == ptq["n"]
+    assert ptq["params"] == 16652 and ptq["macs"] == 336000
+    assert 0.0 <= ptq["accuracy"] <= 1.0 and ptq["agreement_with_float"] is not None
+    prov = ptq["provenance"]
+    assert prov["versions"]["tensorflow"] == "2.21.0" and len(prov["config_hash"]) == 16 and prov["git_commit"]
+    index = json.loads((res / "data/index.json").read_text())
+    assert set(index["counts"]) == {"training", "validation", "testing"}
+    assert index["labels"] == ["_silence_", "_unknown_", "yes", "no"]
+
+
+def _planned_rules(workdir, configfile=TINY):
+    """Rules a dry run would execute, from Snakemake's job-stats table."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", configfile=configfile).stdout
+    rules = set()
+    for line in out.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            rules.add(m.group(1))
+    return rules
+
+
+def test_second_run_does_nothing_and_param_change_reruns_only_dependents(tiny_run, tmp_path):
+    assert _planned_rules(tiny_run) == set()
+    changed = _config_with(tmp_path, lambda c: c["train"].__setitem__("learning_rate", 0.001))
+    planned = _planned_rules(tiny_run, configfile=changed)
+    assert "train" in planned and "report" in planned
+    assert not planned & {"dataset", "prepare", "features"}
