@@ -1,1 +1,78 @@
-# firmware rules come with the firmware stage
+# Stage 5: every full-int8 variant compiled ahead of time to C, built for the Cortex-M4 and measured on the
+# device (QEMU mps2-an386 by default, or a board on a serial port).
+from pathlib import Path
+
+FIRMWARE_SOURCES = sorted(
+    str(p) for p in Path(workflow.basedir, "firmware").rglob("*")
+    if p.is_file() and (p.suffix in {".c", ".h", ".ld", ".mk"} or p.name == "Makefile")
+)
+
+
+rule codegen:
+    input:
+        f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+    output:
+        c=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.c",
+        h=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.h",
+        info=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
+    params:
+        sparse_threshold=config["firmware"]["sparse_threshold"],
+    wildcard_constraints:
+        variant=INT8_VARIANTS,
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/codegen.py"
+
+
+rule firmware_build:
+    input:
+        c=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.c",
+        h=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.h",
+        sources=FIRMWARE_SOURCES,
+    output:
+        f"{RESULTS}/firmware/{{arch}}/{{variant}}/build/firmware.elf",
+    wildcard_constraints:
+        variant=INT8_VARIANTS,
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/firmware_build.py"
+
+
+rule device:
+    input:
+        elf=f"{RESULTS}/firmware/{{arch}}/{{variant}}/build/firmware.elf",
+        model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        test=f"{RESULTS}/features/testing.npz",
+        host_outputs=f"{RESULTS}/variants/{{arch}}/{{variant}}/outputs.npy",
+        codegen=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
+    output:
+        f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.json",
+    params:
+        backend=config["firmware"]["backend"],
+        port=config["firmware"]["port"],
+        baudrate=config["firmware"]["baudrate"],
+        accuracy_inputs=config["firmware"]["accuracy_inputs"],
+        bench_runs=config["firmware"]["bench_runs"],
+    wildcard_constraints:
+        variant=INT8_VARIANTS,
+    log:
+        # The raw device transcript: kept even when the job fails.
+        f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.log",
+    resources:
+        mem_mb=1000,
+        runtime=20,
+        # One board can only run one session at a time; QEMU instances are independent.
+        device=lambda w: 1 if config["firmware"]["backend"] == "serial" else 0,
+    script:
+        "../scripts/device.py"
+
+
+# A physically attached board must be driven from the machine it is plugged into.
+if config["firmware"]["backend"] == "serial":
+
+    localrules:
+        device,

@@ -44,6 +44,7 @@ rule evaluate:
     output:
         metrics=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
         predictions=f"{RESULTS}/variants/{{arch}}/{{variant}}/predictions.npy",
+        outputs=f"{RESULTS}/variants/{{arch}}/{{variant}}/outputs.npy",
     params:
         latency_runs=config["evaluate"]["latency_runs"],
     wildcard_constraints:

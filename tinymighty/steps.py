@@ -91,7 +91,7 @@ def convert_ptq_int8_step(model_path, train_npz, out_tflite, out_info, samples, 
     write_variant(model, to_int8(model, x, samples), out_tflite, out_info, "ptq", config, bits=8)
 
 
-def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_predictions, latency_runs,
+def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_predictions, out_outputs, latency_runs,
                   float_predictions=None, arch=None, variant=None, log_path=None, config=None):
     from .evaluate import evaluate_tflite
     from .train import load_split
@@ -101,7 +101,7 @@ def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_p
     labels = read_json(index_json)["labels"]
     float_pred = np.load(float_predictions) if float_predictions else None
     content = Path(model_tflite).read_bytes()
-    res, pred, _ = evaluate_tflite(content, x, y, labels, float_pred=float_pred, latency_runs=latency_runs)
+    res, pred, outputs = evaluate_tflite(content, x, y, labels, float_pred=float_pred, latency_runs=latency_runs)
     info = read_json(info_json)
     info.pop("provenance", None)
     res.update(info)
@@ -109,4 +109,59 @@ def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_p
     log(f"{arch}/{variant}: accuracy {res['accuracy']:.4f} on {res['n']} test clips, "
         f"{res['tflite_bytes']} bytes" + (f", TFLM bit-exact {res['tflm']['bitexact']}" if "tflm" in res else ""))
     np.save(out_predictions, pred)
+    np.save(out_outputs, outputs)
     write_json(out_json, res, config)
+
+
+def codegen_step(model_tflite, out_c, out_info, sparse_threshold, config=None):
+    from . import codegen
+
+    info = codegen.generate(model_tflite, Path(out_c).parent)
+    write_json(out_info, info, config)
+
+
+def firmware_build_step(model_c, out_elf):
+    from .device import build_firmware
+
+    elf = build_firmware(Path(model_c).parent, Path(out_elf).parent)
+    if Path(elf).resolve() != Path(out_elf).resolve():
+        raise RuntimeError(f"firmware build wrote {elf}, expected {out_elf}")
+
+
+def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_json, log_path, backend, port,
+                baudrate, accuracy_inputs, bench_runs, arch=None, variant=None, config=None):
+    """Measure one firmware image on the device and check it agrees with the host, output by output."""
+    from . import device
+    from .evaluate import io_details, quantize_input
+    from .tfutil import ref_interpreter
+    from .train import load_split
+
+    x, y = load_split(test_npz)
+    n = min(accuracy_inputs, len(x))
+    inp, _ = io_details(ref_interpreter(Path(model_tflite).read_bytes()))
+    xq = quantize_input(x[:n], inp).reshape(n, -1)
+    cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
+    m = device.measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path)
+    host = np.load(host_outputs)[:n].reshape(n, -1)
+    host_pred = host.argmax(axis=1)
+    mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
+    timing = m["timing"]
+    res = {
+        "arch": arch, "variant": variant, "backend": backend, "inputs": n,
+        "accuracy": float(np.mean(m["predictions"] == y[:n])),
+        "host_accuracy_same_inputs": float(np.mean(host_pred == y[:n])),
+        "matches_host": bool(np.array_equal(m["predictions"], host_pred)) and mismatched == 0,
+        "outputs_mismatched": mismatched,
+        "flash": m["flash"],
+        "ram": dict(m["ram"], stack_peak=m["ram"]["stack_high_water"],
+                    total=m["ram"]["static"] + m["ram"]["stack_high_water"]),
+        "instructions": {"median": timing.get("instructions_median"), "min": timing.get("instructions_min"),
+                         "max": timing.get("instructions_max"), "runs": timing["n"],
+                         "unit": timing["unit"]},
+        "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
+        "codegen": {k: v for k, v in read_json(codegen_json).items() if k != "provenance"},
+    }
+    write_json(out_json, res, config)
+    if not res["matches_host"]:
+        raise RuntimeError(f"{arch}/{variant}: the device disagrees with the host int8 model on {mismatched} of {n} "
+                           f"inputs; raw transcript in {log_path}, results in {out_json}")
