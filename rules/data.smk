@@ -15,6 +15,8 @@ rule dataset:
     log:
         f"{RESULTS}/logs/dataset.log",
     threads: 2
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset.tsv",
     resources:
         mem_mb=2000,
         runtime=30,
@@ -34,6 +36,8 @@ rule prepare:
         seed=config["seed"],
     log:
         f"{RESULTS}/logs/prepare.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare.tsv",
     resources:
         mem_mb=1000,
         runtime=10,

@@ -14,6 +14,8 @@ rule features:
         seed=config["seed"],
     log:
         f"{RESULTS}/logs/features_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features_{{split}}.tsv",
     resources:
         mem_mb=4000,
         runtime=30,

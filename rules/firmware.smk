@@ -19,6 +19,8 @@ rule codegen:
         sparse_threshold=config["firmware"]["sparse_threshold"],
     wildcard_constraints:
         variant=INT8_VARIANTS,
+    benchmark:
+        f"{RESULTS}/benchmarks/codegen_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=1000,
         runtime=5,
@@ -35,6 +37,8 @@ rule firmware_build:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/build/firmware.elf",
     wildcard_constraints:
         variant=INT8_VARIANTS,
+    benchmark:
+        f"{RESULTS}/benchmarks/firmware_build_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=1000,
         runtime=5,
@@ -62,6 +66,8 @@ rule device:
     log:
         # The raw device transcript: kept even when the job fails.
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/device_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=1000,
         runtime=20,

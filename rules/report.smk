@@ -15,6 +15,8 @@ rule report:
         csv=f"{RESULTS}/summary.csv",
     log:
         f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv",
     resources:
         mem_mb=2000,
         runtime=10,

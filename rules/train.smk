@@ -14,6 +14,8 @@ rule train:
     log:
         f"{RESULTS}/logs/train_{{arch}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/train_{{arch}}.tsv",
     resources:
         mem_mb=4000,
         runtime=60,
@@ -26,6 +28,8 @@ rule size:
         f"{RESULTS}/models/{{arch}}/float.h5",
     output:
         f"{RESULTS}/models/{{arch}}/size.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/size_{{arch}}.tsv",
     resources:
         mem_mb=2000,
         runtime=10,

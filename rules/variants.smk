@@ -7,6 +7,8 @@ rule convert_float:
     output:
         model=f"{RESULTS}/variants/{{arch}}/float/model.tflite",
         info=f"{RESULTS}/variants/{{arch}}/float/info.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/convert_float_{{arch}}.tsv",
     resources:
         mem_mb=2000,
         runtime=10,
@@ -23,6 +25,8 @@ rule convert_ptq_int8:
         info=f"{RESULTS}/variants/{{arch}}/ptq_int8/info.json",
     params:
         samples=config["train"]["representative_samples"],
+    benchmark:
+        f"{RESULTS}/benchmarks/convert_ptq_int8_{{arch}}.tsv",
     resources:
         mem_mb=2000,
         runtime=10,
@@ -51,6 +55,8 @@ rule evaluate:
         variant=TFLITE_VARIANTS,
     log:
         f"{RESULTS}/logs/evaluate_{{arch}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=2000,
         runtime=15,

@@ -13,6 +13,10 @@ CSS = REPO / "report" / "style.css"
 MCU_CLOCK_HZ = 64_000_000  # nRF52840
 # Published reference for the size comparison (Zhang et al., "Hello Edge", 2017, Table 3: DS-CNN small).
 PUBLISHED_KWS = {"name": "Hello Edge DS-CNN-S", "params": 38_600, "ops": 5_400_000}
+# The original study's figures (../shared/SEED.md: real Speech Commands v2, 4 classes, PyTorch).
+SEED_REFERENCE = {"params": 16_652, "macs": 336_000, "flops": 672_004, "float_accuracy": 0.939,
+                  "int8_accuracy": 0.933, "float_bytes": 69_288, "int8_bytes": 20_000,
+                  "counts": {"training": 10_556, "validation": 1_333, "testing": 1_368}}
 
 
 def _plt():
@@ -151,7 +155,7 @@ def build_context(inputs, config, figs):
     hosts = [read_json(p) for p in inputs["hosts"]]
     devices = {(d["arch"], d["variant"]): d for d in (read_json(p) for p in inputs.get("devices", []))}
     ctx = {"title": config["report"]["title"], "config": config, "labels": labels, "counts": index["counts"],
-           "sizes": sizes, "archs": archs, "published": PUBLISHED_KWS, "mcu_clock_mhz": MCU_CLOCK_HZ / 1e6,
+           "sizes": sizes, "archs": archs, "published": PUBLISHED_KWS, "seed_ref": SEED_REFERENCE, "mcu_clock_mhz": MCU_CLOCK_HZ / 1e6,
            "provenance": provenance(config)}
     # Part 1
     with np.load(inputs["test_features"]) as d:

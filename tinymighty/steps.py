@@ -128,6 +128,10 @@ def firmware_build_step(model_c, out_elf):
         raise RuntimeError(f"firmware build wrote {elf}, expected {out_elf}")
 
 
+def _int_or_none(v):
+    return None if v is None else int(round(v))
+
+
 def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_json, log_path, backend, port,
                 baudrate, accuracy_inputs, bench_runs, arch=None, variant=None, config=None):
     """Measure one firmware image on the device and check it agrees with the host, output by output."""
@@ -155,9 +159,8 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
         "flash": m["flash"],
         "ram": dict(m["ram"], stack_peak=m["ram"]["stack_high_water"],
                     total=m["ram"]["static"] + m["ram"]["stack_high_water"]),
-        "instructions": {"median": timing.get("instructions_median"), "min": timing.get("instructions_min"),
-                         "max": timing.get("instructions_max"), "runs": timing["n"],
-                         "unit": timing["unit"]},
+        "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
+        | {"runs": timing["n"], "unit": timing["unit"]},
         "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
         "codegen": {k: v for k, v in read_json(codegen_json).items() if k != "provenance"},
     }
