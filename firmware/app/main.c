@@ -14,6 +14,16 @@
 
 static int8_t input_buf[TM_INPUT_SIZE];
 static int8_t output_buf[TM_OUTPUT_SIZE];
+static uint32_t request_id; /* CRC-32 of the request being answered */
+
+/* Starts the final line of a successful reply.  req= lets the host tell this reply from a late
+ * one to an earlier request (after a timeout and retry) that used the same command word. */
+static void tx_ok(const char *command)
+{
+    tx_begin("OK ");
+    tx_str(command);
+    tx_key("req"), tx_hex32(request_id);
+}
 
 static void reply_error(const char *code, const char *detail)
 {
@@ -71,7 +81,7 @@ static const int8_t *input_at(int argc, char **argv, int index)
 static int cmd_id(int argc, char **argv)
 {
     (void)argc, (void)argv;
-    tx_begin("OK ID");
+    tx_ok("ID");
     tx_key("proto"), tx_u32(PROTO_VERSION);
     tx_key("fw"), tx_str(FW_VERSION);
     tx_key("board"), tx_str(board_name());
@@ -95,7 +105,7 @@ static int cmd_id(int argc, char **argv)
 static int cmd_mem(int argc, char **argv)
 {
     (void)argc, (void)argv;
-    tx_begin("OK MEM");
+    tx_ok("MEM");
     tx_key("data"), tx_u32(board_data_bytes());
     tx_key("bss"), tx_u32(board_bss_bytes());
     tx_key("arena"), tx_u32(TM_ARENA_SIZE);
@@ -117,7 +127,7 @@ static int cmd_load(int argc, char **argv)
     }
     if (proto_parse_hex(argv[2], (uint8_t *)input_buf + offset, n) != 0)
         return -1;
-    tx_begin("OK LOAD");
+    tx_ok("LOAD");
     tx_key("offset"), tx_u32(offset);
     tx_key("n"), tx_u32((uint32_t)n);
     tx_end();
@@ -137,7 +147,7 @@ static int cmd_run(int argc, char **argv)
     int status = infer(in, &ticks);
     if (status != 0)
         return reply_model_error(status);
-    tx_begin("OK RUN");
+    tx_ok("RUN");
     tx_key("class"), tx_u32(argmax(output_buf, TM_OUTPUT_SIZE));
     tx_key("ticks"), tx_u64(ticks);
     tx_key("out"), tx_hex_bytes(output_buf, TM_OUTPUT_SIZE);
@@ -166,7 +176,7 @@ static int cmd_bench(int argc, char **argv)
         tx_u64(ticks);
         tx_end();
     }
-    tx_begin("OK BENCH");
+    tx_ok("BENCH");
     tx_key("n"), tx_u32(runs);
     tx_end();
     return 0;
@@ -199,7 +209,7 @@ static int cmd_batch(int argc, char **argv)
         tx_hex_bytes(output_buf, TM_OUTPUT_SIZE);
         tx_end();
     }
-    tx_begin("OK BATCH");
+    tx_ok("BATCH");
     tx_key("n"), tx_u32(count);
     tx_key("crc32"), tx_hex32(crc);
     tx_end();
@@ -214,7 +224,7 @@ static int cmd_cal(int argc, char **argv)
     board_ticks_reset();
     board_calibration_loop(n);
     uint64_t ticks = board_ticks();
-    tx_begin("OK CAL");
+    tx_ok("CAL");
     tx_key("n"), tx_u32(n);
     tx_key("loop_insns"), tx_u64(2ull * n);
     tx_key("ticks"), tx_u64(ticks);
@@ -227,7 +237,7 @@ static int cmd_exit(int argc, char **argv)
     uint32_t code = 0;
     if (argc > 2 || (argc == 2 && proto_parse_u32(argv[1], &code) != 0) || code > 255)
         return -1;
-    tx_begin("OK EXIT");
+    tx_ok("EXIT");
     tx_key("code"), tx_u32(code);
     tx_end();
     board_exit((int)code);
@@ -257,6 +267,7 @@ static void dispatch(char *line, size_t len)
         reply_error("CHECKSUM", "bad or missing *XX suffix");
         return;
     }
+    request_id = crc32_update(0, line, len);
     int argc = proto_split(line, argv, PROTO_MAX_ARGS);
     if (argc == 0) {
         reply_error("ARGS", "empty request");

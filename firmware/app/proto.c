@@ -7,7 +7,7 @@ uint8_t crc8_update(uint8_t crc, uint8_t byte)
     /* CRC-8/SMBUS (poly 0x07, init 0): bitwise, as 256 table bytes cost more flash than time. */
     crc ^= byte;
     for (int i = 0; i < 8; i++)
-        crc = (uint8_t)((crc & 0x80u) ? (crc << 1) ^ 0x07u : crc << 1);
+        crc = (uint8_t)((crc & 0x80u) ? ((unsigned)crc << 1) ^ 0x07u : (unsigned)crc << 1);
     return crc;
 }
 

@@ -2,7 +2,7 @@
  * an emulator.  Ticks are wall-clock nanoseconds (not deterministic) and the memory figures
  * the MCU reports are 0, since a hosted process has no comparable static layout.
  *
- * Usage: firmware_host [--preload FILE@ADDR]...   (ADDR as on the device, e.g. 0x60000000) */
+ * Usage: firmware_host [--preload FILE@ADDR]...   (ADDR as on the device, e.g. 0x21000000) */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

@@ -59,6 +59,10 @@ void board_ticks_reset(void)
     systick_wraps = 0;
     SYST_CVR = 0; /* any write clears the counter; it reloads on the next clock */
     SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE_CPU;
+    /* Until that reload the counter reads 0, which board_ticks would take for a full period.
+     * Waiting for it costs under one tick and makes the count start exactly at a reload. */
+    while (SYST_CVR == 0)
+        ;
 }
 
 uint64_t board_ticks(void)

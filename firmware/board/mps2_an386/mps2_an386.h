@@ -36,7 +36,7 @@
 #define MPS2_IRQ_UART0_RX 0
 
 /* PSRAM: outside the budgeted 256 KB of RAM, where the host preloads test inputs. */
-#define MPS2_PSRAM_BASE 0x60000000u
+#define MPS2_PSRAM_BASE 0x21000000u
 #define MPS2_PSRAM_SIZE 0x01000000u
 
 #define STACK_PAINT 0xC0DEFACEu

@@ -1,0 +1,282 @@
+"""Firmware + host protocol on real components: arm-none-eabi-gcc, QEMU mps2-an386, the native
+build.  The model is the hand-written fixture in tests/fixtures/tiny_model (a 16->4 dense
+layer) unless the code generator exists, in which case a real TinyConv is also run."""
+from __future__ import annotations
+
+import ast
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinymighty import device
+from tinymighty.device import (DeviceClient, DeviceError, FirmwareBuildError, QemuBackend, SerialBackend,
+                               Transcript, build_firmware, connect, crc8, frame, measure, unframe)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model"
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make", "gcc")
+pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
+                                reason=f"needs {', '.join(TOOLS)} (./tbm install)")
+
+
+def _c_array(src: str, declaration: str) -> np.ndarray:
+    """The initialiser of `declaration = {...};` in C source, as an int64 array."""
+    body = src.split(declaration + " = ", 1)[1].split(";", 1)[0]
+    return np.array(ast.literal_eval(body.replace("{", "[").replace("}", "]")), dtype=np.int64)
+
+
+def fixture_reference(x: np.ndarray) -> np.ndarray:
+    """numpy twin of tests/fixtures/tiny_model/model.c (weights read from its source)."""
+    src = (FIXTURE / "model.c").read_text()
+    w = _c_array(src, "weights[TM_OUTPUT_SIZE][TM_INPUT_SIZE]")
+    b = _c_array(src, "bias[TM_OUTPUT_SIZE]")
+    in_zp, out_zp = -3, 5  # TM_INPUT_ZERO_POINT, TM_OUTPUT_ZERO_POINT in model.h
+    acc = b + (x.astype(np.int64) - in_zp) @ w.T
+    return np.clip(((acc * 77 + 4096) >> 13) + out_zp, -128, 127).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fw")
+    return {
+        "elf": build_firmware(FIXTURE, root / "mps2", kernels_dir=""),
+        "host": build_firmware(FIXTURE, root / "host", board="host", kernels_dir=""),
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return np.random.default_rng(1).integers(-128, 128, size=(300, 16), dtype=np.int8)
+
+
+def test_framing():
+    assert crc8(b"123456789") == 0xF4
+    assert unframe(frame("RUN 0x21000000").rstrip(b"\n")) == "RUN 0x21000000"
+    assert unframe(b"OK RUN*00") is None
+    assert unframe(b"no checksum") is None
+
+
+def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_path):
+    r = measure(builds["elf"], {"kind": "qemu", "timeout": 60}, inputs, n_bench=10, log_path=tmp_path / "q.log")
+    info = r["identify"]
+    assert (info["proto"], info["board"], info["model"]) == (1, "mps2_an386", "fixture-dense16x4")
+    assert (info["in"], info["out"], info["arena"], info["weights"]) == (16, 4, 64, 80)
+    assert info["in_scale"] == pytest.approx(0.05) and info["out_zp"] == 5
+
+    expected = fixture_reference(inputs)
+    np.testing.assert_array_equal(r["outputs"], expected)
+    np.testing.assert_array_equal(r["predictions"], expected.argmax(axis=1))
+
+    # icount makes timing exact: every run takes the same number of emulated instructions.
+    t = r["timing"]
+    assert r["calibration"]["instructions_per_tick"] == 40.0
+    assert t["n"] == 10 and t["instructions_spread"] == 0 and 200 < t["instructions_median"] < 5000
+
+    # The fixture's 80 weight bytes are exactly the .model section.
+    assert r["flash"]["model"] == 80 == info["weights"]
+    assert r["flash"]["total"] == r["flash"]["model"] + r["flash"]["code"] < 16 * 1024
+    ram = r["ram"]
+    assert ram["static"] == r["elf"]["ram_static"] and ram["arena"] == 64 and ram["stack_size"] == 8192
+    assert 64 < ram["stack_high_water"] < 1024
+
+    host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log")
+    np.testing.assert_array_equal(host["outputs"], r["outputs"])
+    assert "OK BATCH" in (tmp_path / "q.log").read_text()
+
+
+def test_single_inference_over_the_line(builds, inputs, tmp_path):
+    x = inputs[:3]
+    with connect(QemuBackend(builds["elf"], preload=x.tobytes(), timeout=30), tmp_path / "log") as client:
+        loaded = client.infer(x[2])  # LOAD + RUN
+        preloaded = client.run(device.PSRAM_BASE + 2 * 16)
+        ticks = client.bench(3, device.PSRAM_BASE)
+        client.exit(0)
+    np.testing.assert_array_equal(loaded["output"], fixture_reference(x[2:3])[0])
+    np.testing.assert_array_equal(preloaded["output"], loaded["output"])
+    assert loaded["class"] == int(np.argmax(loaded["output"])) and len(set(ticks)) == 1
+
+
+def test_device_answers_bad_requests_with_errors(builds, tmp_path):
+    """Damaged and malformed requests get an ERR line (host build: same app, fast)."""
+    proc = subprocess.run([builds["host"]], capture_output=True, timeout=10, input=b"".join([
+        b"ID*00\n",                       # bad checksum
+        b"ID\n",                          # missing checksum
+        frame("FLY"),                     # unknown command
+        frame("LOAD 10 0011223344556677"),  # past the 16-byte input
+        frame("BENCH x"),                 # bad argument
+        frame("RUN 0x21000000"),          # nothing preloaded there
+        b"X" * 300 + b"\n",               # longer than line_max
+        frame("ID"),                      # still alive
+    ]))
+    replies = [unframe(line) for line in proc.stdout.splitlines()]
+    assert None not in replies, proc.stdout
+    codes = [r.split()[1] for r in replies[1:]]  # after READY
+    assert codes == ["CHECKSUM", "CHECKSUM", "UNKNOWN", "RANGE", "ARGS", "RANGE", "TOOLONG", "ID"]
+
+    with connect(device.HostBackend(builds["host"]), tmp_path / "log") as client:
+        with pytest.raises(DeviceError, match="rejected FLY: ERR UNKNOWN"):
+            client.request("FLY")
+
+
+class CorruptingProxy:
+    """TCP proxy between the client and QEMU's UART that flips a bit in chosen lines."""
+
+    def __init__(self, upstream_url: str, damage_reply, damage_request=lambda i, line: False):
+        host, port = upstream_url.removeprefix("socket://").split(":")
+        self.upstream = (host, int(port))
+        self.damage = {"reply": damage_reply, "request": damage_request}
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        client, _ = self.listener.accept()
+        qemu = socket.create_connection(self.upstream)
+        for s in (client, qemu):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._pump, args=(client, qemu, "request"), daemon=True).start()
+        self._pump(qemu, client, "reply")
+
+    def _pump(self, src, dst, direction):
+        buf, index = b"", 0
+        try:
+            while data := src.recv(4096):
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line and self.damage[direction](index, line):
+                        line = bytearray(line)
+                        line[len(line) // 2] ^= 0x01
+                    index += bool(line)
+                    dst.sendall(bytes(line) + b"\n")
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+
+def _client_through(proxy_url, log_path, **kwargs):
+    port = SerialBackend(proxy_url).open_port()
+    return DeviceClient(port, Transcript(log_path), **kwargs)
+
+
+def test_damaged_lines_are_retried(builds, tmp_path):
+    # The first ID request is damaged (the device answers ERR CHECKSUM), then the reply to the
+    # second one (reply line 2, after READY and that ERR): two retries, then success.
+    with QemuBackend(builds["elf"], timeout=30) as qemu:
+        proxy = CorruptingProxy(qemu.url, damage_reply=lambda i, line: i == 2,
+                                damage_request=lambda i, line: i == 0)
+        client = _client_through(proxy.url, tmp_path / "log")
+        assert client.identify()["model"] == "fixture-dense16x4"
+        client.exit(0)
+        client.transcript.close()
+        assert qemu.wait() == 0
+    log = (tmp_path / "log").read_text()
+    assert "ERR CHECKSUM" in log and "damaged reply line" in log and log.count("retrying") == 2
+
+
+def test_persistent_damage_fails_with_raw_transcript(builds, tmp_path):
+    with QemuBackend(builds["elf"], timeout=30) as qemu:
+        proxy = CorruptingProxy(qemu.url, damage_reply=lambda i, line: line.startswith(b"OK"))
+        client = _client_through(proxy.url, tmp_path / "log", retries=2)
+        with pytest.raises(DeviceError, match="ID failed after 3 attempts") as err:
+            client.identify()
+        client.transcript.close()
+    assert err.value.log_path == tmp_path / "log"
+    log = (tmp_path / "log").read_text()
+    assert log.count("< b'OK ID") == 3 and "FAILED: ID failed after 3 attempts" in log
+
+
+def test_late_reply_is_not_taken_for_the_next_one(builds, tmp_path):
+    with connect(QemuBackend(builds["elf"], timeout=30), tmp_path / "log", retries=0) as client:
+        with pytest.raises(DeviceError, match="CAL failed after 1 attempts"):
+            client.request("CAL 150000000", timeout=0.2)  # about 0.5 s of emulation
+        assert client.calibrate(1)["n"] == 1  # its reply comes after the late one for CAL 150000000
+        client.exit(0)
+    assert "ignored unexpected line 'OK CAL req=" in (tmp_path / "log").read_text()
+
+
+def test_serial_backend_over_qemu_pty(builds, inputs, tmp_path):
+    x = inputs[:4]
+    with QemuBackend(builds["elf"], serial="pty", timeout=30) as qemu:
+        assert qemu.url.startswith("/dev/pts/")
+        r = measure(builds["elf"], {"kind": "serial", "url": qemu.url}, x, n_bench=3, log_path=tmp_path / "log")
+        assert qemu.wait() == 0  # measure ends with EXIT 0
+    np.testing.assert_array_equal(r["outputs"], fixture_reference(x))
+    assert r["timing"]["unit"] == "ticks" and r["ram"]["stack_high_water"] > 0
+
+
+@pytest.mark.parametrize("knob, message", [
+    ("-DTM_FIXTURE_EXTRA_WEIGHTS=1100000", "FLASH BUDGET EXCEEDED"),
+    ("-DTM_FIXTURE_ARENA_SIZE=300000", "RAM BUDGET EXCEEDED"),
+])
+def test_oversized_model_fails_at_link_time(tmp_path, knob, message):
+    with pytest.raises(FirmwareBuildError) as err:
+        build_firmware(FIXTURE, tmp_path, kernels_dir="", extra_cflags=knob)
+    text = str(err.value)
+    assert message in text and "overflowed by" in text
+    assert "budget: FLASH 1048576, RAM 262144 bytes" in text and (".model" in text and ".bss" in text)
+
+
+def test_qemu_is_killed_on_timeout(builds, tmp_path):
+    backend = QemuBackend(builds["elf"], timeout=1.5)
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match="QEMU killed after the 1.5 s timeout"):
+        with connect(backend, tmp_path / "log") as client:
+            client.calibrate(2_000_000_000)  # about 10 s of emulation
+    assert time.monotonic() - start < 6
+    assert backend.proc.poll() is not None
+    assert "FAILED" in (tmp_path / "log").read_text()
+
+
+def test_cpu_fault_is_reported(tmp_path):
+    elf = build_firmware(FIXTURE, tmp_path / "fw", kernels_dir="", extra_cflags="-DTM_FIXTURE_FAULT")
+    with pytest.raises(DeviceError, match="status 99 \\(CPU fault"):
+        with connect(QemuBackend(elf, timeout=30), tmp_path / "log") as client:
+            client.run()
+    assert "!FAULT pc=" in (tmp_path / "log").read_text()
+
+
+def test_batch_digest_matches_outputs(builds, inputs, tmp_path):
+    with connect(device.HostBackend(builds["host"], preload=inputs.tobytes()), tmp_path / "log") as client:
+        preds, outputs = client.batch(device.PSRAM_BASE, 5)
+        reply = client.request(f"BATCH {device.PSRAM_BASE:#x} 5")
+    assert int(reply.fields["crc32"], 16) == zlib.crc32(outputs.tobytes())
+    np.testing.assert_array_equal(preds, outputs.argmax(axis=1))
+
+
+def test_generated_tinyconv_end_to_end(tmp_path):
+    """A real (untrained) TinyConv through the code generator, cross-compiled and run in QEMU:
+    device outputs must equal TFLM's and the host build's, bit for bit."""
+    codegen = pytest.importorskip("tinymighty.codegen")
+    pytest.importorskip("tflite_micro")
+    from tinymighty import convert, models, tfutil
+
+    tfutil.make_deterministic(0)
+    calib = np.random.default_rng(0).normal(size=(32, 49, 40)).astype(np.float32)
+    tflite = tmp_path / "tinyconv.tflite"
+    tflite.write_bytes(convert.to_int8(models.build("tinyconv", (49, 40), 4), calib, 32))
+    info = codegen.generate(tflite, tmp_path / "model")
+    elf = build_firmware(tmp_path / "model", tmp_path / "build")
+    exe = build_firmware(tmp_path / "model", tmp_path / "host", board="host")
+
+    x = np.random.default_rng(2).integers(-128, 128, size=(64, 49 * 40), dtype=np.int8)
+    r = measure(elf, {"kind": "qemu", "timeout": 60}, x, n_bench=10, log_path=tmp_path / "q.log")
+    np.testing.assert_array_equal(r["outputs"], codegen.tflm_outputs(tflite, x))
+    host = measure(exe, {"kind": "host"}, x, n_bench=1, log_path=tmp_path / "h.log")
+    np.testing.assert_array_equal(host["outputs"], r["outputs"])
+
+    ident = r["identify"]
+    assert (ident["model"], ident["arena"], ident["weights"]) == (info["model_hash"], info["arena_size"],
+                                                                 info["weight_bytes"])
+    # .model holds the weights plus the per-op parameter structs, nothing else.
+    assert info["weight_bytes"] <= r["flash"]["model"] < info["weight_bytes"] + 1024
+    assert r["timing"]["instructions_spread"] == 0 and r["timing"]["instructions_median"] > info["macs"] / 2
+    assert r["ram"]["arena"] < r["ram"]["static"] and 0 < r["ram"]["stack_high_water"] < r["ram"]["stack_size"]
