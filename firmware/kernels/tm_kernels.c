@@ -1,0 +1,602 @@
+/*
+ * Convolution, fully connected, pooling and add kernels. See tm_kernels.h for
+ * the conventions; tm_softmax.c holds the softmax.
+ */
+#include "tm_kernels.h"
+
+#include <string.h>
+
+#include "tm_fixedpoint.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define TM_DSP 1
+static inline int32_t tm_sxtb16(uint32_t x) { return __sxtb16((int32_t)x); }
+static inline int32_t tm_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+static inline int32_t tm_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+static inline int32_t tm_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+/* ACLE has no rotate operand for SXTB16 and GCC does not fuse a separate ROR. */
+static inline int32_t tm_sxtb16_ror8(uint32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#elif defined(TM_EMULATE_DSP)
+/* Host stand-ins for SXTB16/SMLAD so the SIMD path is testable off-target. */
+#define TM_DSP 1
+static inline int32_t tm_sxtb16(uint32_t x)
+{
+    const uint32_t lo = (uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu;
+    const uint32_t hi = (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xffu) & 0xffffu;
+    return (int32_t)(lo | (hi << 16));
+}
+static inline int32_t tm_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t lo = (int32_t)(int16_t)(a & 0xffff) * (int32_t)(int16_t)(b & 0xffff);
+    const int32_t hi = (int32_t)(int16_t)((uint32_t)a >> 16) * (int32_t)(int16_t)((uint32_t)b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+static inline int32_t tm_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xffff) * (int16_t)(b & 0xffff)));
+}
+static inline int32_t tm_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return tm_smlabb((int32_t)((uint32_t)a >> 16), (int32_t)((uint32_t)b >> 16), acc);
+}
+static inline int32_t tm_sxtb16_ror8(uint32_t x) { return tm_sxtb16((x >> 8) | (x << 24)); }
+#else
+#define TM_DSP 0
+#endif
+
+#if TM_DSP
+static inline uint32_t tm_read4(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v); /* one (unaligned-capable) LDR on Cortex-M4 */
+    return v;
+}
+#endif
+
+int32_t tm_mul_by_quant_mult(int32_t x, int32_t mult, int32_t shift)
+{
+    return tm_mbqm(x, mult, shift);
+}
+
+/* Callers pass a local copy of the layer's tm_requant_t: the compiler must
+ * assume any int8 store may alias the const struct and would reload it. */
+static inline int8_t requant(const tm_requant_t *rq, int32_t c, int32_t acc)
+{
+    const int32_t v = tm_mbqm(acc, rq->mult[c], rq->shift[c]) + rq->out_zp;
+    return (int8_t)tm_clamp(v, rq->act_min, rq->act_max);
+}
+
+/*
+ * Dot products of two weight rows with two columns: acc = {w0.a, w0.b, w1.a, w1.b}.
+ * Blocking 2x2 loads each operand once per two MACs, the main lever on the
+ * Cortex-M4 where loads and sign extension cost as much as the multiplies.
+ * SXTB16 pairs bytes (0,2) and, rotated, (1,3); applying the same pairing to
+ * both operands keeps every product exact, only the summation order differs.
+ * Operands are contiguous: a strided (per kernel row) walk was tried and its
+ * register spills cost more than copying the receptive field once.
+ */
+static void dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *a, const int8_t *b,
+                    int32_t k, int32_t acc[4])
+{
+    int32_t a0 = acc[0], b0 = acc[1], a1 = acc[2], b1 = acc[3];
+    int32_t i = 0;
+#if TM_DSP
+    for (; i + 4 <= k; i += 4) {
+        const uint32_t va = tm_read4(a + i);
+        const uint32_t vb = tm_read4(b + i);
+        const int32_t a_ev = tm_sxtb16(va), a_od = tm_sxtb16_ror8(va);
+        const int32_t b_ev = tm_sxtb16(vb), b_od = tm_sxtb16_ror8(vb);
+        uint32_t vw = tm_read4(w0 + i);
+        int32_t w_ev = tm_sxtb16(vw), w_od = tm_sxtb16_ror8(vw);
+        a0 = tm_smlad(a_ev, w_ev, a0);
+        a0 = tm_smlad(a_od, w_od, a0);
+        b0 = tm_smlad(b_ev, w_ev, b0);
+        b0 = tm_smlad(b_od, w_od, b0);
+        vw = tm_read4(w1 + i);
+        w_ev = tm_sxtb16(vw);
+        w_od = tm_sxtb16_ror8(vw);
+        a1 = tm_smlad(a_ev, w_ev, a1);
+        a1 = tm_smlad(a_od, w_od, a1);
+        b1 = tm_smlad(b_ev, w_ev, b1);
+        b1 = tm_smlad(b_od, w_od, b1);
+    }
+#endif
+    for (; i < k; i++) {
+        const int32_t x0 = w0[i], x1 = w1[i];
+        a0 += x0 * a[i];
+        b0 += x0 * b[i];
+        a1 += x1 * a[i];
+        b1 += x1 * b[i];
+    }
+    acc[0] = a0;
+    acc[1] = b0;
+    acc[2] = a1;
+    acc[3] = b1;
+}
+
+/* Two weight rows with one column: acc = {w0.a, w1.a}; shares a's sign extension. */
+static void dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *a, int32_t k, int32_t acc[2])
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t i = 0;
+#if TM_DSP
+    for (; i + 4 <= k; i += 4) {
+        const uint32_t va = tm_read4(a + i);
+        const int32_t a_ev = tm_sxtb16(va), a_od = tm_sxtb16_ror8(va);
+        const uint32_t v0 = tm_read4(w0 + i), v1 = tm_read4(w1 + i);
+        a0 = tm_smlad(a_ev, tm_sxtb16(v0), a0);
+        a0 = tm_smlad(a_od, tm_sxtb16_ror8(v0), a0);
+        a1 = tm_smlad(a_ev, tm_sxtb16(v1), a1);
+        a1 = tm_smlad(a_od, tm_sxtb16_ror8(v1), a1);
+    }
+#endif
+    for (; i < k; i++) {
+        a0 += (int32_t)w0[i] * a[i];
+        a1 += (int32_t)w1[i] * a[i];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+static int32_t dot_1x1(const int8_t *w, const int8_t *a, int32_t k, int32_t acc)
+{
+    int32_t i = 0;
+#if TM_DSP
+    for (; i + 4 <= k; i += 4) {
+        const uint32_t va = tm_read4(a + i);
+        const uint32_t vw = tm_read4(w + i);
+        acc = tm_smlad(tm_sxtb16(va), tm_sxtb16(vw), acc);
+        acc = tm_smlad(tm_sxtb16_ror8(va), tm_sxtb16_ror8(vw), acc);
+    }
+#endif
+    for (; i < k; i++) {
+        acc += (int32_t)w[i] * a[i];
+    }
+    return acc;
+}
+
+/*
+ * All output channels for one or two contiguous k-byte columns (out_b == NULL
+ * for one). One function per weight encoding; the conv and FC drivers below
+ * are shared and take it as a parameter.
+ */
+typedef void (*cols_fn)(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
+                        int8_t *out_b);
+
+static void dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
+                       int8_t *out_b)
+{
+    const tm_matmul_t *m = (const tm_matmul_t *)mm;
+    const int8_t *w = m->w;
+    const int32_t k = m->k, cout = m->cout;
+    const tm_requant_t rq = m->rq;
+    const int32_t *bias = rq.bias;
+    int32_t c;
+    for (c = 0; c + 2 <= cout; c += 2, w += 2 * k) {
+        if (out_b != NULL) {
+            int32_t acc[4] = {bias[c], bias[c], bias[c + 1], bias[c + 1]};
+            dot_2x2(w, w + k, a, b, k, acc);
+            out_a[c] = requant(&rq, c, acc[0]);
+            out_b[c] = requant(&rq, c, acc[1]);
+            out_a[c + 1] = requant(&rq, c + 1, acc[2]);
+            out_b[c + 1] = requant(&rq, c + 1, acc[3]);
+        } else {
+            int32_t acc[2] = {bias[c], bias[c + 1]};
+            dot_2x1(w, w + k, a, k, acc);
+            out_a[c] = requant(&rq, c, acc[0]);
+            out_a[c + 1] = requant(&rq, c + 1, acc[1]);
+        }
+    }
+    if (c < cout) {
+        out_a[c] = requant(&rq, c, dot_1x1(w, a, k, bias[c]));
+        if (out_b != NULL) {
+            out_b[c] = requant(&rq, c, dot_1x1(w, b, k, bias[c]));
+        }
+    }
+}
+
+/* Sparse weights: scalar multiply-accumulates over the nonzeros only. */
+static void sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
+                        int8_t *out_b)
+{
+    const tm_sparse_matmul_t *m = (const tm_sparse_matmul_t *)mm;
+    const tm_requant_t rq = m->rq;
+    const int32_t *start = m->row_start;
+    const uint16_t *idx = m->idx;
+    const int8_t *val = m->val;
+    const int32_t cout = m->cout;
+    int32_t c, j;
+    for (c = 0; c < cout; c++) {
+        const int32_t end = start[c + 1];
+        int32_t acc_a = rq.bias[c], acc_b = rq.bias[c];
+        if (out_b != NULL) {
+            for (j = start[c]; j < end; j++) {
+                acc_a += (int32_t)val[j] * a[idx[j]];
+                acc_b += (int32_t)val[j] * b[idx[j]];
+            }
+            out_b[c] = requant(&rq, c, acc_b);
+        } else {
+            for (j = start[c]; j < end; j++) {
+                acc_a += (int32_t)val[j] * a[idx[j]];
+            }
+        }
+        out_a[c] = requant(&rq, c, acc_a);
+    }
+}
+
+/* Receptive-field rows are a few bytes long: inline word moves beat a libc call. */
+static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        memcpy(dst, src, 4);
+    }
+    for (; n > 0; n--) {
+        *dst++ = *src++;
+    }
+}
+
+static void fill_bytes(int8_t *dst, int32_t value, int32_t n)
+{
+    const uint32_t word = (uint8_t)value * 0x01010101u;
+    for (; n >= 4; n -= 4, dst += 4) {
+        memcpy(dst, &word, 4);
+    }
+    for (; n > 0; n--) {
+        *dst++ = (int8_t)value;
+    }
+}
+
+/* Extent of the input region the windows cover, starting at (-pad_h, -pad_w). */
+static int32_t span_rows(const tm_window_t *g)
+{
+    return (g->out_h - 1) * g->stride_h + (g->k_h - 1) * g->dil_h + 1;
+}
+
+static int32_t span_cols(const tm_window_t *g)
+{
+    return (g->out_w - 1) * g->stride_w + (g->k_w - 1) * g->dil_w + 1;
+}
+
+/* Whether some window reaches outside the input, i.e. padding taps exist. */
+static int32_t needs_padding(const tm_window_t *g)
+{
+    return g->pad_h > 0 || g->pad_w > 0 || span_rows(g) > g->in_h || span_cols(g) > g->in_w;
+}
+
+/*
+ * Copies the input into `img` surrounded by input-zero-point padding, so that
+ * every window lies inside `img` and no per-pixel or per-tap bounds checks
+ * remain. One pass over the input is far cheaper than bounds-checked gathers
+ * when, as in TinyConv, a third of the windows touch the border.
+ */
+static void pad_image(const tm_window_t *g, const int8_t *in, int8_t *img)
+{
+    const int32_t c_n = g->in_c, rows = span_rows(g), cols = span_cols(g);
+    const int32_t left = g->pad_w * c_n;
+    const int32_t copy_w = g->in_w < cols - g->pad_w ? g->in_w : cols - g->pad_w;
+    const int32_t right = (cols - g->pad_w - copy_w) * c_n;
+    int32_t y;
+    for (y = 0; y < rows; y++, img += cols * c_n) {
+        const int32_t iy = y - g->pad_h;
+        if (iy < 0 || iy >= g->in_h) {
+            fill_bytes(img, g->in_zp, cols * c_n);
+        } else {
+            fill_bytes(img, g->in_zp, left);
+            copy_bytes(img + left, in + iy * g->in_w * c_n, copy_w * c_n);
+            fill_bytes(img + left + copy_w * c_n, g->in_zp, right);
+        }
+    }
+}
+
+/* Per-layer constants of receptive-field gathering, hoisted out of the pixel loop. */
+typedef struct {
+    const int8_t *img;   /* the input, or its padded copy: every window lies inside */
+    int32_t line_step;   /* bytes between windows of vertically adjacent outputs */
+    int32_t pixel_step;  /* ... of horizontally adjacent outputs */
+    int32_t row_step;    /* bytes between kernel rows */
+    int32_t tap_step;    /* bytes between kernel columns */
+    int32_t k_h, k_w, c_n;
+} fields_t;
+
+/*
+ * The receptive field of output pixel (oy, ox) as a contiguous [k_h][k_w][in_c]
+ * column. A one-row window without dilation is contiguous in NHWC already and
+ * is used in place; otherwise kernel rows are copied, word-wise when possible.
+ */
+static const int8_t *gather(const fields_t *f, int32_t oy, int32_t ox, int8_t *col)
+{
+    const int32_t k_h = f->k_h, k_w = f->k_w, c_n = f->c_n, run = k_w * c_n;
+    const int32_t row_step = f->row_step, tap_step = f->tap_step;
+    const int8_t *src = f->img + oy * f->line_step + ox * f->pixel_step;
+    int8_t *dst = col;
+    int32_t ky, kx;
+    if (tap_step != c_n) {  /* dilated columns: copy tap by tap */
+        for (ky = 0; ky < k_h; ky++, src += row_step) {
+            for (kx = 0; kx < k_w; kx++, dst += c_n) {
+                copy_bytes(dst, src + kx * tap_step, c_n);
+            }
+        }
+    } else if (k_h == 1) {
+        return src;
+    } else if ((run & 3) == 0) {
+        for (ky = 0; ky < k_h; ky++, src += row_step) {
+            for (kx = 0; kx < run; kx += 4, dst += 4) {
+                memcpy(dst, src + kx, 4);
+            }
+        }
+    } else {
+        for (ky = 0; ky < k_h; ky++, src += row_step, dst += run) {
+            copy_bytes(dst, src, run);
+        }
+    }
+    return col;
+}
+
+/* scratch: two k-byte columns, then the padded image when padding is needed. */
+static void conv_driver(const tm_window_t *g, int32_t k, int32_t cout, const void *mm, cols_fn cols,
+                        const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const int32_t w = g->out_w, n = g->out_h * w;
+    fields_t f;
+    int32_t img_w = g->in_w, i, oy = 0, ox = 0;
+    f.img = in;
+    if (needs_padding(g)) {
+        pad_image(g, in, scratch + 2 * k);
+        f.img = scratch + 2 * k;
+        img_w = span_cols(g);
+    }
+    f.line_step = g->stride_h * img_w * g->in_c;
+    f.pixel_step = g->stride_w * g->in_c;
+    f.row_step = g->dil_h * img_w * g->in_c;
+    f.tap_step = g->dil_w * g->in_c;
+    f.k_h = g->k_h;
+    f.k_w = g->k_w;
+    f.c_n = g->in_c;
+    /* Pixels go in pairs (across row ends too) to feed the 2x2 dot product. */
+    for (i = 0; i + 2 <= n; i += 2) {
+        const int8_t *a = gather(&f, oy, ox, scratch);
+        const int8_t *b;
+        if (++ox == w) {
+            ox = 0;
+            oy++;
+        }
+        b = gather(&f, oy, ox, scratch + k);
+        if (++ox == w) {
+            ox = 0;
+            oy++;
+        }
+        cols(mm, a, b, out + i * cout, out + (i + 1) * cout);
+    }
+    if (i < n) {
+        cols(mm, gather(&f, oy, ox, scratch), NULL, out + i * cout, NULL);
+    }
+}
+
+void tm_conv2d_s8(const tm_conv_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, dense_cols, in, out, scratch);
+}
+
+void tm_conv2d_sparse_s8(const tm_conv_sparse_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, sparse_cols, in, out, scratch);
+}
+
+/*
+ * Depthwise border windows: the [k_h][k_w][in_c] field with zero-point
+ * padding. Only the few windows that cross the border come here, so a
+ * per-tap check is fine.
+ */
+static void border_window(const tm_window_t *g, const int8_t *in, int32_t oy, int32_t ox,
+                          int8_t *col)
+{
+    const int32_t iy0 = oy * g->stride_h - g->pad_h;
+    const int32_t ix0 = ox * g->stride_w - g->pad_w;
+    const int32_t c_n = g->in_c;
+    int32_t ky, kx;
+    for (ky = 0; ky < g->k_h; ky++) {
+        const int32_t iy = iy0 + ky * g->dil_h;
+        for (kx = 0; kx < g->k_w; kx++, col += c_n) {
+            const int32_t ix = ix0 + kx * g->dil_w;
+            if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w) {
+                fill_bytes(col, g->in_zp, c_n);
+            } else {
+                copy_bytes(col, in + (iy * g->in_w + ix) * c_n, c_n);
+            }
+        }
+    }
+}
+
+static void fc_driver(int32_t rows, int32_t k, int32_t cout, const void *mm, cols_fn cols,
+                      const int8_t *in, int8_t *out)
+{
+    int32_t r;
+    for (r = 0; r + 2 <= rows; r += 2) {
+        cols(mm, in + r * k, in + (r + 1) * k, out + r * cout, out + (r + 1) * cout);
+    }
+    if (r < rows) {
+        cols(mm, in + r * k, NULL, out + r * cout, NULL);
+    }
+}
+
+void tm_fully_connected_s8(const tm_fc_t *p, const int8_t *in, int8_t *out)
+{
+    fc_driver(p->rows, p->mm.k, p->mm.cout, &p->mm, dense_cols, in, out);
+}
+
+void tm_fully_connected_sparse_s8(const tm_fc_sparse_t *p, const int8_t *in, int8_t *out)
+{
+    fc_driver(p->rows, p->mm.k, p->mm.cout, &p->mm, sparse_cols, in, out);
+}
+
+/*
+ * Four adjacent channels (depth multiplier 1) over all taps of one window:
+ * channels are contiguous in NHWC and in the [tap][channel] weights, so one
+ * word load serves four lanes. SXTB16 splits lanes (0,2) and (1,3) and
+ * SMLABB/SMLATT multiply-accumulate each lane separately.
+ */
+static void dw_taps4(const int8_t *win, int32_t row_step, int32_t col_step, const int8_t *w,
+                     int32_t w_step, int32_t k_h, int32_t k_w, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t ky, kx;
+    for (ky = 0; ky < k_h; ky++, win += row_step) {
+        const int8_t *src = win;
+        for (kx = 0; kx < k_w; kx++, src += col_step, w += w_step) {
+#if TM_DSP
+            const uint32_t vx = tm_read4(src), vw = tm_read4(w);
+            const int32_t x_ev = tm_sxtb16(vx), w_ev = tm_sxtb16(vw);
+            const int32_t x_od = tm_sxtb16_ror8(vx), w_od = tm_sxtb16_ror8(vw);
+            a0 = tm_smlabb(x_ev, w_ev, a0);
+            a2 = tm_smlatt(x_ev, w_ev, a2);
+            a1 = tm_smlabb(x_od, w_od, a1);
+            a3 = tm_smlatt(x_od, w_od, a3);
+#else
+            a0 += (int32_t)src[0] * w[0];
+            a1 += (int32_t)src[1] * w[1];
+            a2 += (int32_t)src[2] * w[2];
+            a3 += (int32_t)src[3] * w[3];
+#endif
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* One output channel oc (input channel ic) over all taps of one window. */
+static int32_t dw_taps1(const int8_t *win, int32_t row_step, int32_t col_step, const int8_t *w,
+                        int32_t w_step, int32_t k_h, int32_t k_w, int32_t acc)
+{
+    int32_t ky, kx;
+    for (ky = 0; ky < k_h; ky++, win += row_step) {
+        for (kx = 0; kx < k_w; kx++, w += w_step) {
+            acc += (int32_t)win[kx * col_step] * *w;
+        }
+    }
+    return acc;
+}
+
+void tm_dwconv2d_s8(const tm_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_window_t g = p->win; /* a local copy: int8 stores cannot alias it */
+    const int32_t cin = g.in_c, mult = p->depth_mult, cout = cin * mult;
+    const int32_t span_h = (g.k_h - 1) * g.dil_h + 1, span_w = (g.k_w - 1) * g.dil_w + 1;
+    /* Four channels at a time needs them to map one to one onto input channels. */
+    const int32_t quads = mult == 1 ? cout / 4 * 4 : 0;
+    const tm_requant_t rq = p->rq;
+    int32_t oy, ox, c;
+
+    for (oy = 0; oy < g.out_h; oy++) {
+        for (ox = 0; ox < g.out_w; ox++, out += cout) {
+            const int32_t iy0 = oy * g.stride_h - g.pad_h;
+            const int32_t ix0 = ox * g.stride_w - g.pad_w;
+            const int8_t *win;
+            int32_t row_step, col_step;
+            /* Interior windows are read in place; border windows are copied
+             * once with zero-point padding, so the tap loop never branches. */
+            if (iy0 >= 0 && ix0 >= 0 && iy0 + span_h <= g.in_h && ix0 + span_w <= g.in_w) {
+                win = in + (iy0 * g.in_w + ix0) * cin;
+                row_step = g.dil_h * g.in_w * cin;
+                col_step = g.dil_w * cin;
+            } else {
+                border_window(&p->win, in, oy, ox, scratch);
+                win = scratch;
+                row_step = g.k_w * cin;
+                col_step = cin;
+            }
+            for (c = 0; c < quads; c += 4) {
+                int32_t acc[4] = {rq.bias[c], rq.bias[c + 1], rq.bias[c + 2], rq.bias[c + 3]};
+                dw_taps4(win + c, row_step, col_step, p->w + c, cout, g.k_h, g.k_w, acc);
+                out[c] = requant(&rq, c, acc[0]);
+                out[c + 1] = requant(&rq, c + 1, acc[1]);
+                out[c + 2] = requant(&rq, c + 2, acc[2]);
+                out[c + 3] = requant(&rq, c + 3, acc[3]);
+            }
+            for (; c < cout; c++) {  /* output channel c reads input channel c / mult */
+                out[c] = requant(&rq, c, dw_taps1(win + c / mult, row_step, col_step, p->w + c, cout,
+                                                  g.k_h, g.k_w, rq.bias[c]));
+            }
+        }
+    }
+}
+
+/* Clips a pooling window to the image, as the reference kernels do. */
+static void pool_bounds(const tm_window_t *g, int32_t oy, int32_t ox, int32_t b[4])
+{
+    const int32_t iy0 = oy * g->stride_h - g->pad_h;
+    const int32_t ix0 = ox * g->stride_w - g->pad_w;
+    b[0] = iy0 > 0 ? iy0 : 0;
+    b[1] = iy0 + g->k_h < g->in_h ? iy0 + g->k_h : g->in_h;
+    b[2] = ix0 > 0 ? ix0 : 0;
+    b[3] = ix0 + g->k_w < g->in_w ? ix0 + g->k_w : g->in_w;
+}
+
+void tm_avg_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out)
+{
+    const tm_window_t *g = &p->win;
+    const int32_t c_n = g->in_c;
+    int32_t oy, ox, c, y, x, b[4];
+    for (oy = 0; oy < g->out_h; oy++) {
+        for (ox = 0; ox < g->out_w; ox++, out += c_n) {
+            int32_t count;
+            pool_bounds(g, oy, ox, b);
+            count = (b[1] - b[0]) * (b[3] - b[2]);
+            for (c = 0; c < c_n; c++) {
+                int32_t acc = 0;
+                for (y = b[0]; y < b[1]; y++) {
+                    for (x = b[2]; x < b[3]; x++) {
+                        acc += in[(y * g->in_w + x) * c_n + c];
+                    }
+                }
+                /* Round half away from zero; C99 division truncates like C++. */
+                acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                out[c] = (int8_t)tm_clamp(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void tm_max_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out)
+{
+    const tm_window_t *g = &p->win;
+    const int32_t c_n = g->in_c;
+    int32_t oy, ox, c, y, x, b[4];
+    for (oy = 0; oy < g->out_h; oy++) {
+        for (ox = 0; ox < g->out_w; ox++, out += c_n) {
+            pool_bounds(g, oy, ox, b);
+            for (c = 0; c < c_n; c++) {
+                int32_t best = INT8_MIN;
+                for (y = b[0]; y < b[1]; y++) {
+                    for (x = b[2]; x < b[3]; x++) {
+                        const int32_t v = in[(y * g->in_w + x) * c_n + c];
+                        best = v > best ? v : best;
+                    }
+                }
+                out[c] = (int8_t)tm_clamp(best, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void tm_add_s8(const tm_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    int32_t i;
+    for (i = 0; i < p->size; i++) {
+        const int32_t x1 = tm_shl(p->in1_offset + in1[i], p->left_shift);
+        const int32_t x2 = tm_shl(p->in2_offset + in2[i], p->left_shift);
+        /* Both scalings are MultiplyByQuantizedMultiplierSmallerThanOneExp,
+         * which is tm_mbqm with a non-positive shift. */
+        const int32_t sum = tm_mbqm(x1, p->in1_mult, p->in1_shift) +
+                            tm_mbqm(x2, p->in2_mult, p->in2_shift);
+        const int32_t v = tm_mbqm(sum, p->out_mult, p->out_shift) + p->out_zp;
+        out[i] = (int8_t)tm_clamp(v, p->act_min, p->act_max);
+    }
+}

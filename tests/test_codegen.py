@@ -1,0 +1,271 @@
+"""The ahead-of-time code generator: generated C must match TFLM bit for bit.
+
+Real components throughout: Keras models converted to full-int8 TFLite, C
+compiled with gcc, TFLM's Python interpreter as the oracle. The Cortex-M4 SIMD
+path runs on the host through TM_EMULATE_DSP, and is cross-compiled once to
+show it builds for the target (the on-device run belongs to the QEMU tests).
+"""
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tinymighty import codegen
+from tinymighty.codegen import UnsupportedModelError
+
+# The converter warns that int8 input statistics were not given; they are not needed.
+pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
+
+N_INPUTS = 200
+ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-c"]
+
+
+def _keras():
+    from tinymighty.tfutil import make_deterministic, tf, tf_keras
+    make_deterministic(0)
+    return tf, tf_keras
+
+
+def _to_int8_tflite(model, path: Path, low=-1.0, high=1.0) -> Path:
+    """Full-int8 conversion (int8 input and output) calibrated on uniform noise."""
+    tf, _ = _keras()
+    shape = tuple(model.input_shape[1:])
+
+    def representative():
+        rng = np.random.default_rng(1)
+        for _ in range(16):
+            yield [rng.uniform(low, high, size=(1,) + shape).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    return path
+
+
+def _inputs(size: int, n: int = N_INPUTS, zero_point: int = 0) -> np.ndarray:
+    """Random int8 inputs plus the extremes, where saturation and padding matter most."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, size=(n, size), dtype=np.int8)
+    x[0], x[1], x[2] = -128, 127, zero_point
+    return x
+
+
+def _compiled(tmp: Path, tflite: Path) -> SimpleNamespace:
+    info = codegen.generate(tflite, tmp / "gen")
+    return SimpleNamespace(
+        tflite=tflite, info=info, gen=tmp / "gen",
+        exe=codegen.build_host(tmp / "gen", tmp / "build"),
+        exe_dsp=codegen.build_host(tmp / "gen", tmp / "build", emulate_dsp=True))
+
+
+@pytest.fixture(scope="module")
+def tinyconv(tmp_path_factory):
+    """The project's TinyConv, random init, post-training quantised."""
+    from tinymighty import models
+    _keras()
+    tmp = tmp_path_factory.mktemp("tinyconv")
+    tflite = _to_int8_tflite(models.tiny_conv(), tmp / "tinyconv.tflite", -4.0, 4.0)
+    return _compiled(tmp, tflite)
+
+
+@pytest.fixture(scope="module")
+def dslike(tmp_path_factory):
+    """Small DS-CNN-like net: depthwise (multiplier 1 and 2), 1x1 conv, residual ADD,
+    max pool with odd padding, VALID strided conv, RELU6, global average pool."""
+    _, tf_keras = _keras()
+    L = tf_keras.layers
+    inp = L.Input((21, 16))
+    x = L.Reshape((21, 16, 1))(inp)
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, 1)(y)
+    x = L.Add()([x, y])
+    x = L.MaxPooling2D(2, padding="same")(x)
+    x = L.Conv2D(12, 3, strides=2, padding="valid", activation="relu6")(x)
+    x = L.DepthwiseConv2D(2, depth_multiplier=2, padding="same", activation="relu")(x)
+    x = L.AveragePooling2D((int(x.shape[1]), int(x.shape[2])))(x)
+    x = L.Flatten()(x)
+    x = L.Dense(6, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=3.0))(x)
+    model = tf_keras.Model(inp, L.Softmax()(x))
+    tmp = tmp_path_factory.mktemp("dslike")
+    # Asymmetric calibration range, so the input zero point is not 0.
+    return _compiled(tmp, _to_int8_tflite(model, tmp / "dslike.tflite", -0.5, 1.5))
+
+
+@pytest.fixture(scope="module")
+def sparse_tinyconv(tmp_path_factory):
+    """TinyConv with ~85% of its conv and dense weights zeroed, as pruning leaves it."""
+    from tinymighty import models
+    _keras()
+    model = models.tiny_conv()
+    rng = np.random.default_rng(5)
+    for layer in (model.get_layer("conv"), model.get_layer("dense")):
+        w, b = layer.get_weights()
+        w[rng.random(w.shape) < 0.85] = 0
+        layer.set_weights([w, b + 0.01])
+    tmp = tmp_path_factory.mktemp("sparse")
+    return _to_int8_tflite(model, tmp / "sparse.tflite", -4.0, 4.0)
+
+
+@pytest.fixture(params=[False, True], ids=["portable", "dsp-emulated"])
+def dsp(request):
+    return request.param
+
+
+def _check_bit_exact(m, dsp: bool):
+    x = _inputs(int(np.prod(m.info["input_shape"])), zero_point=m.info["input_zero_point"])
+    expected = codegen.tflm_outputs(m.tflite, x)
+    got = codegen.run_host(m.exe_dsp if dsp else m.exe, x)
+    assert got.shape == expected.shape == (len(x), int(np.prod(m.info["output_shape"])))
+    mismatched = np.flatnonzero((got != expected).any(axis=1))
+    assert mismatched.size == 0, f"{mismatched.size} inputs differ, first {mismatched[:5]}"
+    # A degenerate model (constant output) would prove little about the arithmetic.
+    assert len(np.unique(expected, axis=0)) > 20
+
+
+def test_tinyconv_bit_exact_with_tflm(tinyconv, dsp):
+    assert tinyconv.info["ops"] == ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert tinyconv.info["macs"] == 25 * 20 * 8 * 80 + 4000 * 4
+    _check_bit_exact(tinyconv, dsp)
+
+
+def test_dslike_bit_exact_with_tflm(dslike, dsp):
+    ops = set(dslike.info["ops"])
+    assert {"DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "CONV_2D"} <= ops
+    assert dslike.info["input_zero_point"] != 0
+    _check_bit_exact(dslike, dsp)
+
+
+def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
+    dense = codegen.generate(sparse_tinyconv, tmp_path / "dense")
+    info = codegen.generate(sparse_tinyconv, tmp_path / "sparse", sparse_threshold=0.5)
+    layers = {l["op"]: l for l in info["layers"]}
+    assert layers["CONV_2D"]["encoding"] == layers["FULLY_CONNECTED"]["encoding"] == "sparse"
+    assert layers["FULLY_CONNECTED"]["sparsity"] > 0.8
+    assert {l["encoding"] for l in dense["layers"]} <= {"dense", None}
+    assert info["weight_bytes"] < 0.6 * dense["weight_bytes"]
+    assert "tm_conv2d_sparse_s8(" in (tmp_path / "sparse" / "model.c").read_text()
+    # A threshold above the layers' sparsity keeps them dense.
+    strict = codegen.generate(sparse_tinyconv, tmp_path / "strict", sparse_threshold=0.95)
+    assert {l["encoding"] for l in strict["layers"]} <= {"dense", None}
+
+    x = _inputs(49 * 40, zero_point=info["input_zero_point"])
+    expected = codegen.tflm_outputs(sparse_tinyconv, x)
+    assert len(np.unique(expected, axis=0)) > 20
+    for emulate_dsp in (False, True):
+        exe = codegen.build_host(tmp_path / "sparse", tmp_path / "build", emulate_dsp=emulate_dsp)
+        np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+
+
+def test_dead_shape_ops_are_pruned(tinyconv):
+    # Keras' dynamic-batch Reshape computes its shape with int32 ops at run time.
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= set(tinyconv.info["pruned_ops"])
+
+
+def test_header_defines_the_interface(tinyconv):
+    header = (tinyconv.gen / "model.h").read_text()
+    defines = dict(re.findall(r"^#define (TM_\w+) (.+)$", header, re.M))
+    info = tinyconv.info
+    digest = hashlib.sha256(tinyconv.tflite.read_bytes()).hexdigest()[:16]
+    assert defines["TM_MODEL_HASH"] == f'"{digest}"' and info["model_hash"] == digest
+    assert int(defines["TM_INPUT_SIZE"]) == 49 * 40
+    assert int(defines["TM_OUTPUT_SIZE"]) == 4
+    assert int(defines["TM_ARENA_SIZE"]) == info["arena_size"]
+    assert int(defines["TM_WEIGHT_BYTES"]) == info["weight_bytes"] >= 8 * 80 + 4 * 4000
+    assert np.float32(defines["TM_INPUT_SCALE"].rstrip("f")) == np.float32(info["input_scale"])
+    assert np.float32(defines["TM_OUTPUT_SCALE"].rstrip("f")) == np.float32(1 / 256)
+    assert int(defines["TM_INPUT_ZERO_POINT"].strip("()")) == info["input_zero_point"]
+    assert int(defines["TM_OUTPUT_ZERO_POINT"].strip("()")) == -128
+    assert "int tm_invoke(const int8_t *in, int8_t *out);" in header
+    assert "static int8_t tm_arena[TM_ARENA_SIZE]" in (tinyconv.gen / "model.c").read_text()
+    out = subprocess.run([str(tinyconv.exe), "--info"], capture_output=True, text=True, check=True).stdout
+    assert f"hash {digest}" in out and f"arena {info['arena_size']}" in out
+
+
+def test_generation_is_deterministic(tinyconv, tmp_path):
+    again = codegen.generate(tinyconv.tflite, tmp_path / "again")
+    for name in ("model.c", "model.h"):
+        assert (tmp_path / "again" / name).read_bytes() == (tinyconv.gen / name).read_bytes()
+    assert {k: v for k, v in again.items() if k != "files"} == \
+        {k: v for k, v in tinyconv.info.items() if k != "files"}
+
+
+def test_memory_planner_shares_arena_bytes(dslike, tinyconv):
+    # Many activations with short lifetimes: the arena must be well below their sum.
+    assert dslike.info["arena_size"] < 0.75 * dslike.info["activation_bytes"]
+    # TinyConv's conv output is the peak; the FC output reuses scratch bytes.
+    assert tinyconv.info["arena_size"] < tinyconv.info["activation_bytes"]
+
+
+def test_plan_memory_never_overlaps_live_buffers():
+    rng = np.random.default_rng(3)
+    bufs = [codegen.Buffer(f"b{i}", int(rng.integers(1, 500)), f, f + int(rng.integers(0, 4)))
+            for i, f in enumerate(rng.integers(0, 20, size=60))]
+    arena = codegen.plan_memory(bufs)
+    for i, a in enumerate(bufs):
+        assert a.offset % codegen.ARENA_ALIGN == 0 and a.offset + a.size <= arena
+        for b in bufs[i + 1:]:
+            if a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+    assert arena < sum(b.size for b in bufs)
+
+
+def test_unsupported_op_names_op_type_and_file(tmp_path):
+    _, tf_keras = _keras()
+    L = tf_keras.layers
+    inp = L.Input((8,))
+    model = tf_keras.Model(inp, L.Activation("tanh")(L.Dense(4)(inp)))
+    tflite = _to_int8_tflite(model, tmp_path / "with_tanh.tflite")
+    with pytest.raises(UnsupportedModelError, match=r"with_tanh\.tflite.*TANH.*INT8"):
+        codegen.generate(tflite, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.c").exists()
+
+
+def test_float_model_is_rejected_naming_the_type(tmp_path):
+    tf, tf_keras = _keras()
+    L = tf_keras.layers
+    inp = L.Input((8,))
+    model = tf_keras.Model(inp, L.Dense(4)(inp))
+    path = tmp_path / "float.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(UnsupportedModelError, match=r"float\.tflite.*FULLY_CONNECTED.*FLOAT32"):
+        codegen.generate(path, tmp_path / "out")
+
+
+def test_quantize_multiplier_matches_tflite():
+    assert codegen.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert codegen.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert codegen.quantize_multiplier(0.0) == (0, 0)
+    assert codegen.quantize_multiplier(2.0 ** -40) == (0, 0)  # flushed like TFLite
+    # Rounding up to 2^31 renormalises instead of overflowing.
+    assert codegen.quantize_multiplier(1 - 2.0 ** -33) == (1 << 30, 1)
+    m, s = codegen.quantize_multiplier(0.0123)
+    assert abs(m * 2.0 ** (s - 31) - 0.0123) < 1e-11
+
+
+def test_run_host_rejects_partial_input(tinyconv):
+    three_bytes_short = np.zeros((1, 2 * 49 * 40 - 3), np.int8)
+    with pytest.raises(RuntimeError, match="exited"):
+        codegen.run_host(tinyconv.exe, three_bytes_short)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_dsp_path_cross_compiles_for_cortex_m4(tinyconv, tmp_path):
+    sources = [*sorted(codegen.KERNEL_DIR.glob("*.c")), tinyconv.gen / "model.c"]
+    for src in sources:
+        obj = tmp_path / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *ARM_FLAGS,
+                        f"-I{codegen.KERNEL_DIR}", f"-I{tinyconv.gen}", str(src), "-o", str(obj)],
+                       check=True, capture_output=True, text=True)
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / "tm_kernels.o")],
+                         check=True, capture_output=True, text=True).stdout
+    assert "smlad" in asm and "sxtb16" in asm  # the SIMD path, not the portable one
