@@ -116,7 +116,7 @@ def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_p
 def codegen_step(model_tflite, out_c, out_info, sparse_threshold, config=None):
     from . import codegen
 
-    info = codegen.generate(model_tflite, Path(out_c).parent)
+    info = codegen.generate(model_tflite, Path(out_c).parent, sparse_threshold=sparse_threshold)
     write_json(out_info, info, config)
 
 
@@ -164,7 +164,25 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
         "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
         "codegen": {k: v for k, v in read_json(codegen_json).items() if k != "provenance"},
     }
+    if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
+        res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
     write_json(out_json, res, config)
     if not res["matches_host"]:
         raise RuntimeError(f"{arch}/{variant}: the device disagrees with the host int8 model on {mismatched} of {n} "
                            f"inputs; raw transcript in {log_path}, results in {out_json}")
+
+
+def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_path):
+    """The same model with every layer dense: what the sparse kernels are compared against."""
+    import tempfile
+
+    from . import codegen, device
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = codegen.generate(model_tflite, Path(tmp) / "model", sparse_threshold=None)
+        elf = device.build_firmware(Path(tmp) / "model", Path(tmp) / "build")
+        m = device.measure(elf, backend_cfg, xq, n_bench=bench_runs, log_path=str(log_path) + ".dense")
+    if not np.array_equal(m["outputs"], expected):
+        raise RuntimeError(f"{model_tflite}: dense and sparse kernels disagree; transcripts in {log_path}[.dense]")
+    return {"instructions_median": _int_or_none(m["timing"].get("instructions_median")),
+            "flash_model": m["flash"].get("model"), "weight_bytes": info["weight_bytes"]}
