@@ -18,11 +18,21 @@ def variant_dir(arch, variant):
     return f"{RESULTS}/variants/{arch}/{variant}"
 
 
-def all_host_metrics():
-    return [f"{variant_dir(v.arch, v.name)}/host.json" for v in GRID]
+def all_metrics():
+    return [f"{variant_dir(v.arch, v.name)}/metrics.json" for v in GRID]
 
 
-def all_device_metrics():
+def device_path(arch, variant):
+    return f"{RESULTS}/firmware/{arch}/{variant}/device.json"
+
+
+def has_device(arch, variant):
+    return config["firmware"]["enabled"] and any(v.int8 for v in GRID if (v.arch, v.name) == (arch, variant))
+
+
+def first_model_c():
+    """The generated C of the PTQ int8 model, shown in the report as 'the model as a C array'."""
     if not config["firmware"]["enabled"]:
         return []
-    return [f"{RESULTS}/firmware/{v.arch}/{v.name}/device.json" for v in GRID if v.int8]
+    arch = config["train"]["architectures"][0]
+    return [f"{RESULTS}/firmware/{arch}/{V.PTQ_INT8}/model/model.c"]

@@ -10,7 +10,9 @@ FIRMWARE_SOURCES = sorted(
 
 rule codegen:
     input:
-        f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        # The generator is code the C depends on: a change to it must regenerate every model.
+        generator=str(Path(workflow.basedir, "tinymighty", "codegen.py")),
     output:
         c=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.c",
         h=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.h",

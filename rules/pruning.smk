@@ -23,7 +23,8 @@ PRUNE_OUTPUT = dict(
     model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
     info=f"{RESULTS}/variants/{{arch}}/{{variant}}/info.json",
 )
-PRUNE_PARAMS = dict(spec=_prune_spec, seed=config["seed"], samples=config["train"]["representative_samples"])
+PRUNE_PARAMS = dict(spec=_prune_spec, seed=config["seed"], samples=config["train"]["representative_samples"],
+                    latency_runs=config["evaluate"]["latency_runs"])
 
 
 rule prune_unstructured:

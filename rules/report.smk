@@ -1,4 +1,21 @@
-# Stage 6: the HTML + PDF report over every result file, plus a CSV summary.
+# Stage 6: one metrics.json per variant, then the HTML + PDF report over all of them, plus a CSV summary.
+
+
+def _device_metrics(w):
+    return [device_path(w.arch, w.variant)] if has_device(w.arch, w.variant) else []
+
+
+rule metrics:
+    input:
+        host=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
+        device=_device_metrics,
+    output:
+        f"{RESULTS}/variants/{{arch}}/{{variant}}/metrics.json",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/metrics.py"
 
 
 rule report:
@@ -7,18 +24,21 @@ rule report:
         test_features=f"{RESULTS}/features/testing.npz",
         sizes=expand(f"{RESULTS}/models/{{arch}}/size.json", arch=config["train"]["architectures"]),
         histories=expand(f"{RESULTS}/models/{{arch}}/history.csv", arch=config["train"]["architectures"]),
-        hosts=all_host_metrics(),
-        devices=all_device_metrics(),
+        metrics=all_metrics(),
+        model_c=first_model_c(),
     output:
-        html=f"{RESULTS}/report.html",
+        html=report(f"{RESULTS}/report.html", caption="../report/captions/report.rst", category="Report"),
         pdf=f"{RESULTS}/report.pdf",
-        csv=f"{RESULTS}/summary.csv",
+        csv=report(f"{RESULTS}/summary.csv", caption="../report/captions/summary.rst", category="Report"),
+        figures=report(directory(f"{RESULTS}/report_files"), patterns=["{name}.png"],
+                       caption="../report/captions/figures.rst", category="Figures"),
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report.tsv",
+        f"{RESULTS}/benchmarks/report.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
+    localrule: True
     script:
         "../scripts/report.py"

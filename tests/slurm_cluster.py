@@ -54,7 +54,7 @@ def unavailable_reason() -> str | None:
     if missing:
         return (
             "SLURM/munge not installed (missing: " + ", ".join(missing) + "); "
-            "run .ci/install_slurm.sh"
+            "run ./tbm test as root, which installs slurm-wlm and munge"
         )
     return None
 
@@ -71,6 +71,14 @@ def _mem_total_mb() -> int:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) // 1024
     return 2048
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _can_unshare_mounts() -> bool:
@@ -116,6 +124,7 @@ class SlurmCluster:
         self._etc_backup: Path | None = None
         self._etc_written = False
         self._etc_existed = False
+        self._slurmd_mnt_ns: str | None = None
         self.started = False
 
     # ------------------------------------------------------------------ env
@@ -123,8 +132,6 @@ class SlurmCluster:
         """Environment for client commands (no stray SLURM_* of an outer job)."""
         env = {k: v for k, v in os.environ.items()
                if not (k.startswith("SLURM_") or k.startswith("SBATCH_") or k.startswith("SRUN_"))}
-        if not self.use_namespace and self._etc_written:
-            pass  # /etc/slurm/slurm.conf is ours
         env.update(extra or {})
         return env
 
@@ -282,7 +289,13 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
             self._wait(lambda: self.run(["scontrol", "ping"], check=False,
                                         timeout=10).stdout.count("UP") > 0,
                        timeout, "slurmctld to answer 'scontrol ping'")
-            self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", "/etc/slurm/slurm.conf"])
+            slurmd = self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", "/etc/slurm/slurm.conf"])
+            if self.use_namespace:
+                # after `unshare` has exec'd into slurmd the namespace differs from ours
+                own_ns = os.readlink("/proc/self/ns/mnt")
+                self._wait(lambda: os.readlink(f"/proc/{slurmd.pid}/ns/mnt") != own_ns,
+                           10, "slurmd's private mount namespace")
+                self._slurmd_mnt_ns = os.readlink(f"/proc/{slurmd.pid}/ns/mnt")
             self._wait(lambda: self._node_state().startswith(("idle", "mix", "alloc")),
                        timeout, f"node {NODE} to become idle")
             self.started = True
@@ -337,12 +350,78 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
         except (OSError, subprocess.SubprocessError, SlurmError):
             pass
         finally:
+            # slurmstepd daemonizes (own session, parent 1), so find it and the
+            # job processes under it before slurmd is gone
+            leftovers = self._leftover_pids()
             for name in ("slurmd", "slurmctld", "munged"):
                 proc = self._procs.pop(name, None)
                 if proc is not None:
                     self._terminate(proc)
+            self._kill_pids(leftovers | self._leftover_pids())
             self._restore_etc()
             self.started = False
+
+    def _leftover_pids(self) -> set[int]:
+        """PIDs of slurmstepd/job processes that belong to *this* cluster.
+
+        A process is ours if it lives in the private mount namespace of our
+        slurmd (namespace mode), or holds our slurmd.log open (slurmstepd
+        inherits that fd), or descends from such a process.
+        """
+        me = os.getpid()
+        slurmd_log = str(self.log_dir / "slurmd.log")
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    parents[pid] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        seeds: set[int] = set()
+        for pid in parents:
+            if pid == me:
+                continue
+            try:
+                if self._slurmd_mnt_ns and os.readlink(f"/proc/{pid}/ns/mnt") == self._slurmd_mnt_ns:
+                    seeds.add(pid)
+                    continue
+                fd_dir = f"/proc/{pid}/fd"
+                if any(os.readlink(f"{fd_dir}/{fd}") == slurmd_log for fd in os.listdir(fd_dir)):
+                    seeds.add(pid)
+            except OSError:
+                continue
+        ours = set(seeds)
+        changed = True
+        while changed:
+            changed = False
+            for pid, ppid in parents.items():
+                if ppid in ours and pid not in ours and pid != me:
+                    ours.add(pid)
+                    changed = True
+        daemons = {p.pid for p in self._procs.values()}
+        return ours - daemons - {me}
+
+    @staticmethod
+    def _kill_pids(pids: set[int], grace: float = 5) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            alive = set()
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                    alive.add(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + grace
+            while alive and time.monotonic() < deadline:
+                alive = {p for p in alive if Path(f"/proc/{p}").exists()
+                         and not _is_zombie(p)}
+                time.sleep(0.2)
+            if not alive:
+                return
+            pids = alive
 
     @staticmethod
     def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:

@@ -269,6 +269,8 @@ class Step:
     scratch: int = 0
     macs: int = 0
     encoding: WeightEncoding | None = None
+    substructs: list[tuple[str, str, dict]] = field(default_factory=list)  # (type, name, fields)
+    fused: list[Step] = field(default_factory=list)  # the steps this one replaces
 
 
 # --------------------------------------------------------------------------
@@ -434,15 +436,6 @@ _MATMUL_KERNELS = {
 }
 
 
-def _padded_image_bytes(win: dict) -> int:
-    """Mirrors tm_conv2d_s8: with padding taps it pads the whole input once in scratch."""
-    rows = (win["out_h"] - 1) * win["stride_h"] + (win["k_h"] - 1) * win["dil_h"] + 1
-    cols = (win["out_w"] - 1) * win["stride_w"] + (win["k_w"] - 1) * win["dil_w"] + 1
-    if win["pad_h"] or win["pad_w"] or rows > win["in_h"] or cols > win["in_w"]:
-        return rows * cols * win["in_c"]
-    return 0
-
-
 def _lower_conv(ctx: _OpContext, op: Op) -> Step:
     ctx.int8_io()
     in_t, out_t = op.inputs[0], op.outputs[0]
@@ -458,7 +451,7 @@ def _lower_conv(ctx: _OpContext, op: Op) -> Step:
     kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
     return Step(op, kernel, [in_t], out_t, enc.arrays + arrays, struct_type,
                 {"win": win, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}},
-                scratch=2 * k + _padded_image_bytes(win), macs=win["out_h"] * win["out_w"] * cout * k,
+                scratch=2 * k, macs=win["out_h"] * win["out_w"] * cout * k,
                 encoding=enc)
 
 
@@ -585,6 +578,81 @@ def lower(path: Path, graph: Graph, sparse_threshold: float | None = None) -> li
 
 
 # --------------------------------------------------------------------------
+# Fusion
+# --------------------------------------------------------------------------
+
+_MATMUL_STRUCTS = {"dense": "tm_matmul_t", "sparse": "tm_sparse_matmul_t"}
+
+
+class _Aliases:
+    """Tensor index -> alias group: RESHAPE outputs share their input's bytes."""
+
+    def __init__(self, steps: list[Step]):
+        self.parent: dict[int, int] = {}
+        for s in steps:
+            if s.kernel is None:
+                self.parent[self.root(s.write.index)] = self.root(s.reads[0].index)
+
+    def root(self, i: int) -> int:
+        while self.parent.get(i, i) != i:
+            i = self.parent[i]
+        return i
+
+
+def _fusable_fc(conv: Step, steps: list[Step], aliases: _Aliases, graph: Graph) -> Step | None:
+    """The FULLY_CONNECTED step that is the only consumer of conv's output (through
+    reshapes), with that output as its single input row; None if there is none."""
+    group = aliases.root(conv.write.index)
+    if any(aliases.root(t.index) == group for t in graph.outputs + graph.inputs):
+        return None
+    users = [s for s in steps if s.kernel is not None
+             and any(aliases.root(t.index) == group for t in s.reads)]
+    if len(users) != 1 or users[0].op.name != "FULLY_CONNECTED":
+        return None
+    fc = users[0]
+    if fc.struct.get("rows") != 1 or len(fc.reads) != 1 or fc.reads[0].size != conv.write.size:
+        return None
+    return fc
+
+
+def _fused_conv_fc(conv: Step, fc: Step) -> Step:
+    conv_kind, fc_kind = conv.encoding.kind, fc.encoding.kind
+    mm_conv, mm_fc = f"{_c_name(conv.op)}_mm", f"{_c_name(fc.op)}_mm"
+    fc_cout, cout, k = fc.struct["mm"]["cout"], conv.struct["mm"]["cout"], conv.struct["mm"]["k"]
+    state = (8 if fc_kind == "sparse" else 4) * fc_cout  # accumulators (+ cursors)
+    return Step(conv.op, f"tm_conv2d_fc_s8_{conv_kind[0]}{fc_kind[0]}", conv.reads, fc.write,
+                conv.arrays + fc.arrays, "tm_conv_fc_t",
+                {"win": conv.struct["win"], "conv": f"&{mm_conv}", "fc": f"&{mm_fc}"},
+                scratch=state + 2 * k + 2 * cout, macs=conv.macs + fc.macs,
+                substructs=[(_MATMUL_STRUCTS[conv_kind], mm_conv, conv.struct["mm"]),
+                            (_MATMUL_STRUCTS[fc_kind], mm_fc, fc.struct["mm"])],
+                fused=[conv, fc])
+
+
+def fuse(graph: Graph, steps: list[Step]) -> list[Step]:
+    """Fuses each CONV_2D whose output feeds only a FULLY_CONNECTED layer (directly or
+    through RESHAPEs, as one input row) into one kernel call that multiplies every
+    conv output into the FC's accumulators as soon as it is computed: the conv
+    output tensor, TinyConv's largest, is never stored. Integer sums do not depend
+    on their order, so the result is bit for bit the unfused one. Anything else
+    (the conv output also read elsewhere, or a model output; an FC over several
+    rows; no FC at all) keeps the separate kernels."""
+    aliases = _Aliases(steps)
+    out = list(steps)
+    for conv in steps:
+        if conv.op.name != "CONV_2D" or conv.kernel is None:
+            continue
+        fc = _fusable_fc(conv, out, aliases, graph)
+        if fc is None:
+            continue
+        group = aliases.root(conv.write.index)
+        dropped = {id(fc)} | {id(s) for s in out if s.kernel is None and aliases.root(s.reads[0].index) == group}
+        fused = _fused_conv_fc(conv, fc)
+        out = [fused if s is conv else s for s in out if id(s) not in dropped]
+    return out
+
+
+# --------------------------------------------------------------------------
 # Memory planning
 # --------------------------------------------------------------------------
 
@@ -626,17 +694,7 @@ def _storage(path: Path, graph: Graph, steps: list[Step]) -> tuple[dict, dict, l
     holding the model input is the caller's const input buffer and the group
     holding the model output is written straight into the caller's output.
     """
-    group = {}
-
-    def root(i):
-        while group.get(i, i) != i:
-            i = group[i]
-        return i
-
-    for s in steps:
-        if s.kernel is None:
-            group[root(s.write.index)] = root(s.reads[0].index)
-
+    root = _Aliases(steps).root
     in_root, out_root = root(graph.inputs[0].index), root(graph.outputs[0].index)
     if in_root == out_root:
         raise UnsupportedModelError(f"{path}: model output is a reshape of its input")
@@ -716,12 +774,14 @@ def _emit_source(model_hash: str, steps: list[Step], where: dict, scratch: dict)
              "static int8_t tm_arena[TM_ARENA_SIZE] TM_ALIGN(16);\n"]
     calls = []
     for s in steps:
-        label = "/* %s %s */" % (s.op.name, s.write.name.replace("*/", "* /"))
+        op_names = "+".join(f.op.name for f in s.fused) or s.op.name
+        label = "/* %s %s */" % (op_names, s.write.name.replace("*/", "* /"))
         if s.kernel is None:
             calls.append(f"    {label} /* alias: no code */")
             continue
         parts.append(f"\n{label}\n")
         parts.extend(a.render() for a in s.arrays)
+        parts.extend(f"static const {t} {n} = {_c_struct(v)};\n" for t, n, v in s.substructs)
         name = _c_name(s.op)
         parts.append(f"static const {s.struct_type} {name} = {_c_struct(s.struct)};\n")
         args = [f"&{name}"] + [ptr(t) for t in s.reads] + [ptr(s.write)]
@@ -734,16 +794,20 @@ def _emit_source(model_hash: str, steps: list[Step], where: dict, scratch: dict)
     return "".join(parts)
 
 
-def generate(tflite_path, out_dir, sparse_threshold: float | None = None) -> dict:
+def generate(tflite_path, out_dir, sparse_threshold: float | None = None, fuse_conv_fc: bool = True) -> dict:
     """Writes model.c and model.h for an int8 .tflite into out_dir; returns a summary dict.
 
     sparse_threshold: CONV_2D/FULLY_CONNECTED layers whose fraction of zero
     weights is above it store only their nonzeros (None keeps all dense).
+    fuse_conv_fc: fuse CONV_2D -> (RESHAPE) -> FULLY_CONNECTED where the pattern
+    holds (see fuse()); the summary's "fused" lists what was fused.
     """
     path = Path(tflite_path)
     model_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     graph = read_graph(path)
-    steps = lower(path, graph, sparse_threshold)
+    lowered = lower(path, graph, sparse_threshold)
+    steps = fuse(graph, lowered) if fuse_conv_fc else lowered
+    fused_into = {f.op.index: s.kernel for s in steps for f in s.fused}
     where, scratch, buffers = _storage(path, graph, steps)
     arena = max(plan_memory(buffers), ARENA_ALIGN)  # C forbids zero-length arrays
     weight_bytes = sum(a.nbytes for s in steps for a in s.arrays)
@@ -759,13 +823,17 @@ def generate(tflite_path, out_dir, sparse_threshold: float | None = None) -> dic
 
     return {
         "model_hash": model_hash,
-        "ops": [s.op.name for s in steps],
+        "ops": [s.op.name for s in lowered],
         "pruned_ops": [op.name for op in live_ops(graph)[1]],
         "macs": sum(s.macs for s in steps),
-        "layers": [{"op": s.op.name, "index": s.op.index, "kernel": s.kernel, "macs": s.macs,
-                    "encoding": s.encoding.kind if s.encoding else None,
+        "layers": [{"op": s.op.name, "index": s.op.index, "kernel": fused_into.get(s.op.index, s.kernel),
+                    "macs": s.macs, "encoding": s.encoding.kind if s.encoding else None,
                     "sparsity": s.encoding.sparsity if s.encoding else None,
-                    "weight_bytes": s.encoding.nbytes if s.encoding else 0} for s in steps],
+                    "weight_bytes": s.encoding.nbytes if s.encoding else 0} for s in lowered],
+        "fuse_conv_fc": fuse_conv_fc,
+        "fused": [{"kernel": s.kernel, "ops": [f.op.name for f in s.fused],
+                   "indices": [f.op.index for f in s.fused], "intermediate_bytes": s.fused[0].write.size}
+                  for s in steps if s.fused],
         "arena_size": arena,
         "activation_bytes": sum(b.size for b in buffers),  # what the arena would be without sharing
         "weight_bytes": weight_bytes,

@@ -46,7 +46,7 @@ class Figures:
         return f"{self.dir.name}/{path.name}"
 
 
-def preprocessing_figure(figs, wav_path, feat_cfg, micro_features):
+def preprocessing_figure(figs, wav_path, feat_cfg, model_features, name="preprocessing"):
     import librosa
 
     from .audio import read_wav
@@ -73,11 +73,12 @@ def preprocessing_figure(figs, wav_path, feat_cfg, micro_features):
     mfcc = librosa.feature.mfcc(S=mel, n_mfcc=13)
     ax[2, 0].imshow(mfcc, origin="lower", aspect="auto")
     ax[2, 0].set(title="MFCC (13 coefficients)", xlabel="frame", ylabel="coefficient")
-    ax[2, 1].imshow(micro_features.T, origin="lower", aspect="auto")
-    ax[2, 1].set(title="Micro frontend features (model input)", xlabel="frame", ylabel="channel")
+    ax[2, 1].imshow(model_features.T, origin="lower", aspect="auto")
+    ax[2, 1].set(title=f"{feat_cfg['kind']} features (model input)", xlabel="frame", ylabel="channel")
     for a in (ax[1, 0], ax[1, 1], ax[2, 0], ax[2, 1]):
         a.grid(False)
-    return figs.save(fig, "preprocessing")
+    fig.suptitle(Path(wav_path).parent.name + "/" + Path(wav_path).name)
+    return figs.save(fig, name)
 
 
 def curves_figure(figs, arch, history_csv):
@@ -140,10 +141,28 @@ def bar_figure(figs, name, labels, series, ylabel, title):
 
 
 def _first_clip(index, word):
-    for e in index["splits"]["testing"]:
+    """(path relative to the dataset, position in the test split) of the first test clip of `word`."""
+    for pos, e in enumerate(index["splits"]["testing"]):
         if e["label"] == word and e["file"]:
-            return Path(index["data_dir"]) / e["file"]
-    return None
+            return e["file"], pos
+    return None, None
+
+
+def c_excerpt(text, rows_per_array=2):
+    """The generated C with each weight array cut to its first rows: the structure, not 16,000 numbers."""
+    out, rows = [], 0
+    for line in text.splitlines():
+        data_row = line.startswith("    ") and line.strip()[:1] in "-0123456789"
+        if not data_row:
+            rows = 0
+            out.append(line)
+            continue
+        rows += 1
+        if rows <= rows_per_array:
+            out.append(line)
+        elif rows == rows_per_array + 1:
+            out.append("    /* ... */")
+    return "\n".join(out)
 
 
 def build_context(inputs, config, figs):
@@ -152,28 +171,27 @@ def build_context(inputs, config, figs):
     labels = index["labels"]
     archs = config["train"]["architectures"]
     sizes = {a: read_json(p) for a, p in zip(archs, inputs["sizes"])}
-    hosts = [read_json(p) for p in inputs["hosts"]]
-    devices = {(d["arch"], d["variant"]): d for d in (read_json(p) for p in inputs.get("devices", []))}
+    hosts = [read_json(p) for p in inputs["metrics"]]
     ctx = {"title": config["report"]["title"], "config": config, "labels": labels, "counts": index["counts"],
-           "sizes": sizes, "archs": archs, "published": PUBLISHED_KWS, "seed_ref": SEED_REFERENCE, "mcu_clock_mhz": MCU_CLOCK_HZ / 1e6,
+           "sizes": sizes, "archs": archs, "published": PUBLISHED_KWS, "seed_ref": SEED_REFERENCE,
+           "mcu_clock_mhz": MCU_CLOCK_HZ / 1e6,
            "provenance": provenance(config)}
     # Part 1
     with np.load(inputs["test_features"]) as d:
         x_test = d["x"]
-    clip = _first_clip(index, config["data"]["wanted_words"][0])
-    if clip is not None:
-        pos = [i for i, e in enumerate(index["splits"]["testing"]) if e["file"] and
-               Path(index["data_dir"]) / e["file"] == clip][0]
-        ctx["fig_preprocessing"] = preprocessing_figure(figs, clip, config["features"], x_test[pos])
-        ctx["clip_name"] = str(Path(clip).relative_to(index["data_dir"]))
+    ctx["preprocessing"] = {}
+    for word in config["data"]["wanted_words"][:2]:  # the seed showed one "yes" and one "no"
+        rel, pos = _first_clip(index, word)
+        if rel is not None:
+            ctx["preprocessing"][rel] = preprocessing_figure(figs, Path(index["data_dir"]) / rel, config["features"],
+                                                             x_test[pos], name=f"preprocessing_{word}")
     # Part 3
     ctx["curves"] = {a: curves_figure(figs, a, h) for a, h in zip(archs, inputs["histories"])}
     # Parts 4-6: one row per variant
     rows = []
     for h in hosts:
-        key = (h["arch"], h["variant"])
         size = sizes[h["arch"]]["total"]
-        dev = devices.get(key)
+        dev = h.get("device")
         latency = h.get("host_latency") or {}
         row = {"arch": h["arch"], "variant": h["variant"], "label": f"{h['arch']}/{h['variant']}",
                "family": h.get("family"), "accuracy": h["accuracy"], "tflite_bytes": h.get("tflite_bytes"),
@@ -219,8 +237,7 @@ def build_context(inputs, config, figs):
         if hook:
             ctx.update(hook(rows, config, figs))
     if inputs.get("model_c"):
-        text = Path(inputs["model_c"]).read_text()
-        ctx["model_c_excerpt"] = "\n".join(text.splitlines()[:40])
+        ctx["model_c_excerpt"] = c_excerpt(Path(inputs["model_c"]).read_text())
     ctx["esc"] = html.escape
     return ctx
 
@@ -251,8 +268,8 @@ def write_summary_csv(rows, path):
             w.writerow({k: r.get(k) for k in keys})
 
 
-def build_report(inputs, config, out_html, out_pdf, out_csv):
-    figs = Figures(Path(out_html).parent / "report_files")
+def build_report(inputs, config, out_html, out_pdf, out_csv, figures_dir):
+    figs = Figures(figures_dir)
     ctx = build_context(inputs, config, figs)
     write_summary_csv(ctx["rows"], out_csv)
     render(ctx, out_html, out_pdf)

@@ -186,3 +186,14 @@ def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_pat
         raise RuntimeError(f"{model_tflite}: dense and sparse kernels disagree; transcripts in {log_path}[.dense]")
     return {"instructions_median": _int_or_none(m["timing"].get("instructions_median")),
             "flash_model": m["flash"].get("model"), "weight_bytes": info["weight_bytes"]}
+
+
+def metrics_step(host_json, device_json, out_json, config=None):
+    """The one machine-readable record per variant: host evaluation plus, for deployed variants, the device."""
+    metrics = read_json(host_json)
+    metrics.pop("provenance", None)
+    if device_json:
+        device = read_json(device_json)
+        device.pop("provenance", None)
+        metrics["device"] = device
+    write_json(out_json, metrics, config)

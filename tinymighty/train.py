@@ -30,16 +30,29 @@ class _Progress(tf_keras.callbacks.Callback):
                  f"val_acc {logs.get('val_accuracy', 0):.4f}")
 
 
+class _BestFrom(tf_keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that only considers epochs from `from_epoch` on (e.g. once pruning has finished)."""
+
+    def __init__(self, *args, from_epoch=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.from_epoch = from_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.from_epoch:
+            super().on_epoch_end(epoch, logs)
+
+
 def fit(model, train, val, epochs, batch_size, learning_rate, checkpoint, history_csv, seed, tag="train",
-        callbacks=(), log=print, compile=True):
-    """Fit `model`, keep the best weights by validation accuracy in `checkpoint` and load them back."""
+        callbacks=(), log=print, compile=True, checkpoint_from_epoch=0):
+    """Fit `model`, keep the best weights by validation accuracy in `checkpoint` and load them back.
+    Only epochs from `checkpoint_from_epoch` (0-based) on are candidates."""
     make_deterministic(seed)
     if compile:
         compile_model(model, learning_rate)
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    best = tf_keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_accuracy", save_best_only=True,
-                                              save_weights_only=True, mode="max")
+    best = _BestFrom(str(checkpoint), monitor="val_accuracy", save_best_only=True, save_weights_only=True,
+                     mode="max", from_epoch=checkpoint_from_epoch)
     cbs = [best, tf_keras.callbacks.CSVLogger(str(history_csv)), _Progress(tag, epochs, log), *callbacks]
     model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True,
               verbose=0, callbacks=cbs)
