@@ -11,9 +11,10 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
 def snakemake(workdir, *args, configfile=TINY, timeout=1800, check=True):
-    """Run the real workflow (same Snakefile users run) in `workdir`."""
+    """Run the real workflow (same Snakefile users run) in `workdir`; later config files override earlier ones."""
+    configfiles = configfile if isinstance(configfile, (list, tuple)) else [configfile]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), *args]
+           "--configfile", *map(str, configfiles), *args]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:

@@ -4,19 +4,12 @@ import time
 
 import numpy as np
 
+from .npio import quantize_input
 from .tfutil import ref_interpreter, tf
 
 
 def io_details(interp):
     return interp.get_input_details()[0], interp.get_output_details()[0]
-
-
-def quantize_input(x: np.ndarray, detail) -> np.ndarray:
-    """Float features -> the model's input dtype (int8 models quantize with the input's scale/zero point)."""
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
-    scale, zp = detail["quantization"]
-    return np.clip(np.round(x / scale) + zp, -128, 127).astype(detail["dtype"])
 
 
 def run_tflite(content: bytes, x: np.ndarray):

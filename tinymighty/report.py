@@ -11,6 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "report" / "templates"
 CSS = REPO / "report" / "style.css"
 MCU_CLOCK_HZ = 64_000_000  # nRF52840
+# Confusion matrices for the reference models only: one per variant would bury the report.
+CONFUSION_VARIANTS = ("float", "ptq_int8", "qat_int8")
 # Published reference for the size comparison (Zhang et al., "Hello Edge", 2017, Table 3: DS-CNN small).
 PUBLISHED_KWS = {"name": "Hello Edge DS-CNN-S", "params": 38_600, "ops": 5_400_000}
 # The original study's figures (../shared/SEED.md: real Speech Commands v2, 4 classes, PyTorch).
@@ -110,19 +112,23 @@ def confusion_figure(figs, name, cm, labels):
     return figs.save(fig, f"confusion_{name.replace('/', '_')}")
 
 
-def scatter_figure(figs, name, points, xkey, xlabel, title, logx=False):
-    """Accuracy against one cost axis, one marker per variant."""
+def scatter_figure(figs, name, points, xkey, xlabel, title, logx=False, max_labels=12):
+    """Accuracy against one cost axis: one colour per variant family, labels while they stay readable."""
     plt = figs.plt
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for p in points:
-        if p.get(xkey) is None:
-            continue
-        ax.scatter(p[xkey], 100 * p["accuracy"], s=25)
-        ax.annotate(p["label"], (p[xkey], 100 * p["accuracy"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    points = [p for p in points if p.get(xkey) is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    families = sorted({p.get("family") or p["variant"] for p in points})
+    for fam in families:
+        pts = [p for p in points if (p.get("family") or p["variant"]) == fam]
+        ax.scatter([p[xkey] for p in pts], [100 * p["accuracy"] for p in pts], s=22, label=fam)
+    if len(points) <= max_labels:
+        for p in points:
+            ax.annotate(p["label"], (p[xkey], 100 * p["accuracy"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7, title="family", title_fontsize=7, loc="best")
     return figs.save(fig, name)
 
 
@@ -207,8 +213,9 @@ def build_context(inputs, config, figs):
             row["ram"] = dev["ram"]["total"]
             row["mcu_ms_est"] = 1000.0 * dev["instructions"]["median"] / MCU_CLOCK_HZ
         rows.append(row)
-        ctx.setdefault("confusions", {})[row["label"]] = confusion_figure(figs, row["label"], h["confusion"],
-                                                                           labels)
+        if h["variant"] in CONFUSION_VARIANTS:
+            ctx.setdefault("confusions", {})[row["label"]] = confusion_figure(figs, row["label"], h["confusion"],
+                                                                               labels)
     ctx["rows"] = rows
     ctx["fig_acc_size"] = scatter_figure(figs, "acc_vs_size", rows, "tflite_bytes", "TFLite model size (bytes)",
                                          "Accuracy vs model size")

@@ -136,13 +136,13 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
                 baudrate, accuracy_inputs, bench_runs, arch=None, variant=None, config=None):
     """Measure one firmware image on the device and check it agrees with the host, output by output."""
     from . import device
-    from .evaluate import io_details, quantize_input
-    from .tfutil import ref_interpreter
-    from .train import load_split
+    from .npio import load_split, quantize_input
 
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
-    inp, _ = io_details(ref_interpreter(Path(model_tflite).read_bytes()))
+    gen = read_json(codegen_json)
+    # The generated model's own input quantization: no TensorFlow import needed in this job.
+    inp = {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])}
     xq = quantize_input(x[:n], inp).reshape(n, -1)
     cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
     m = device.measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path)
@@ -162,7 +162,7 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
         "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
         | {"runs": timing["n"], "unit": timing["unit"]},
         "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
-        "codegen": {k: v for k, v in read_json(codegen_json).items() if k != "provenance"},
+        "codegen": {k: v for k, v in gen.items() if k != "provenance"},
     }
     if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)

@@ -3,12 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .npio import load_split  # noqa: F401  (callers load splits through the training module)
 from .tfutil import make_deterministic, tf_keras
-
-
-def load_split(path):
-    with np.load(path) as d:
-        return d["x"], d["y"]
 
 
 def compile_model(model, learning_rate):
