@@ -59,22 +59,29 @@ def _inputs(size: int, n: int = N_INPUTS, zero_point: int = 0) -> np.ndarray:
     return x
 
 
-def _compiled(tmp: Path, tflite: Path) -> SimpleNamespace:
-    info = codegen.generate(tflite, tmp / "gen")
+def _compiled(tmp: Path, tflite: Path, name: str = "gen", **options) -> SimpleNamespace:
+    gen, build = tmp / name, tmp / f"build_{name}"
+    info = codegen.generate(tflite, gen, **options)
     return SimpleNamespace(
-        tflite=tflite, info=info, gen=tmp / "gen",
-        exe=codegen.build_host(tmp / "gen", tmp / "build"),
-        exe_dsp=codegen.build_host(tmp / "gen", tmp / "build", emulate_dsp=True))
+        tflite=tflite, info=info, gen=gen,
+        exe=codegen.build_host(gen, build),
+        exe_dsp=codegen.build_host(gen, build, emulate_dsp=True))
 
 
 @pytest.fixture(scope="module")
 def tinyconv(tmp_path_factory):
-    """The project's TinyConv, random init, post-training quantised."""
+    """The project's TinyConv, random init, post-training quantised (conv and FC fused)."""
     from tinymighty import models
     _keras()
     tmp = tmp_path_factory.mktemp("tinyconv")
     tflite = _to_int8_tflite(models.tiny_conv(), tmp / "tinyconv.tflite", -4.0, 4.0)
     return _compiled(tmp, tflite)
+
+
+@pytest.fixture(scope="module")
+def tinyconv_unfused(tinyconv, tmp_path_factory):
+    """The same TinyConv with fusion off: separate conv and FC kernels."""
+    return _compiled(tmp_path_factory.mktemp("tinyconv_unfused"), tinyconv.tflite, fuse_conv_fc=False)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +123,49 @@ def sparse_tinyconv(tmp_path_factory):
     return _to_int8_tflite(model, tmp / "sparse.tflite", -4.0, 4.0)
 
 
+def _odd_model(path: Path, prune: dict[str, float] | None = None) -> Path:
+    """Odd shapes around a fusable pair: a SAME conv dilated (2, 3) so border taps
+    skip, then a (1, 2)-strided conv over 3 channels with 55 output pixels and 5
+    channels feeding Dense(5); input zero point not 0. prune zeroes that fraction
+    of the named layers' weights. The converter lowers dilated SAME convolutions
+    through SPACE_TO_BATCH_ND, so the dilation is set in the flatbuffer instead:
+    with stride 1 and SAME padding it leaves every shape unchanged."""
+    from tensorflow.lite.tools import flatbuffer_utils
+    _, tf_keras = _keras()
+    L = tf_keras.layers
+    inp = L.Input((11, 9))
+    x = L.Reshape((11, 9, 1))(inp)
+    x = L.Conv2D(3, 3, padding="same", activation="relu", name="dilated")(x)
+    x = L.Conv2D(5, (3, 2), strides=(1, 2), padding="same", activation="relu", name="conv")(x)
+    x = L.Flatten()(x)
+    x = L.Dense(5, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.5), name="dense")(x)
+    model = tf_keras.Model(inp, L.Softmax()(x))
+    rng = np.random.default_rng(11)
+    for name, fraction in (prune or {}).items():
+        w, b = model.get_layer(name).get_weights()
+        w[rng.random(w.shape) < fraction] = 0
+        model.get_layer(name).set_weights([w, b])
+    _to_int8_tflite(model, path, -0.5, 1.5)
+    fb = flatbuffer_utils.read_model(str(path))
+    for op in fb.subgraphs[0].operators:
+        o = op.builtinOptions
+        if hasattr(o, "dilationHFactor") and (o.strideH, o.strideW) == (1, 1):
+            o.dilationHFactor, o.dilationWFactor = 2, 3
+    flatbuffer_utils.write_model(fb, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def oddconv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("oddconv")
+    return _compiled(tmp, _odd_model(tmp / "odd.tflite"))
+
+
+@pytest.fixture(scope="module")
+def oddconv_unfused(oddconv, tmp_path_factory):
+    return _compiled(tmp_path_factory.mktemp("oddconv_unfused"), oddconv.tflite, fuse_conv_fc=False)
+
+
 @pytest.fixture(params=[False, True], ids=["portable", "dsp-emulated"])
 def dsp(request):
     return request.param
@@ -132,10 +182,13 @@ def _check_bit_exact(m, dsp: bool):
     assert len(np.unique(expected, axis=0)) > 20
 
 
-def test_tinyconv_bit_exact_with_tflm(tinyconv, dsp):
-    assert tinyconv.info["ops"] == ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
-    assert tinyconv.info["macs"] == 25 * 20 * 8 * 80 + 4000 * 4
-    _check_bit_exact(tinyconv, dsp)
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_tinyconv_bit_exact_with_tflm(tinyconv, tinyconv_unfused, dsp, fused):
+    m = tinyconv if fused else tinyconv_unfused
+    assert m.info["ops"] == ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert m.info["macs"] == 25 * 20 * 8 * 80 + 4000 * 4
+    assert m.info["fuse_conv_fc"] is fused and len(m.info["fused"]) == int(fused)
+    _check_bit_exact(m, dsp)
 
 
 def test_dslike_bit_exact_with_tflm(dslike, dsp):
@@ -153,7 +206,11 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     assert layers["FULLY_CONNECTED"]["sparsity"] > 0.8
     assert {l["encoding"] for l in dense["layers"]} <= {"dense", None}
     assert info["weight_bytes"] < 0.6 * dense["weight_bytes"]
-    assert "tm_conv2d_sparse_s8(" in (tmp_path / "sparse" / "model.c").read_text()
+    assert "tm_conv2d_fc_s8_ss(" in (tmp_path / "sparse" / "model.c").read_text()  # fused, both sparse
+    unfused = codegen.generate(sparse_tinyconv, tmp_path / "unfused", sparse_threshold=0.5, fuse_conv_fc=False)
+    assert unfused["weight_bytes"] == info["weight_bytes"]
+    assert {"tm_conv2d_sparse_s8(", "tm_fully_connected_sparse_s8("} <= set(
+        re.findall(r"tm_\w+\(", (tmp_path / "unfused" / "model.c").read_text()))
     # A threshold above the layers' sparsity keeps them dense.
     strict = codegen.generate(sparse_tinyconv, tmp_path / "strict", sparse_threshold=0.95)
     assert {l["encoding"] for l in strict["layers"]} <= {"dense", None}
@@ -161,9 +218,141 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     x = _inputs(49 * 40, zero_point=info["input_zero_point"])
     expected = codegen.tflm_outputs(sparse_tinyconv, x)
     assert len(np.unique(expected, axis=0)) > 20
-    for emulate_dsp in (False, True):
-        exe = codegen.build_host(tmp_path / "sparse", tmp_path / "build", emulate_dsp=emulate_dsp)
-        np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+    for variant in ("sparse", "unfused"):
+        for emulate_dsp in (False, True):
+            exe = codegen.build_host(tmp_path / variant, tmp_path / f"build_{variant}", emulate_dsp=emulate_dsp)
+            np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+
+
+# --------------------------------------------------------------------------
+# CONV_2D -> FULLY_CONNECTED fusion
+# --------------------------------------------------------------------------
+
+def test_fusion_drops_the_conv_output_from_the_arena(tinyconv, tinyconv_unfused):
+    fused, unfused = tinyconv.info, tinyconv_unfused.info
+    assert fused["fused"] == [{"kernel": "tm_conv2d_fc_s8_dd", "ops": ["CONV_2D", "FULLY_CONNECTED"],
+                               "indices": [4, 6], "intermediate_bytes": 25 * 20 * 8}]
+    assert unfused["fused"] == [] and unfused["fuse_conv_fc"] is False
+    assert {l["kernel"] for l in fused["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == \
+        {"tm_conv2d_fc_s8_dd"}
+    # Nothing of the 4000-byte conv output is left: FC state, two columns and a chunk.
+    assert unfused["arena_size"] >= 4000 and fused["arena_size"] < 256
+    assert fused["weight_bytes"] == unfused["weight_bytes"] and fused["macs"] == unfused["macs"]
+    source = (tinyconv.gen / "model.c").read_text()
+    assert "tm_conv2d_fc_s8_dd(" in source and "tm_conv2d_s8(" not in source
+    assert "tm_fully_connected_s8(" not in source
+    assert "tm_conv2d_s8(" in (tinyconv_unfused.gen / "model.c").read_text()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_odd_shapes_and_dilation_bit_exact(oddconv, oddconv_unfused, dsp, fused):
+    """Odd pixel and channel counts, dilated border windows, nonzero input zero point."""
+    m = oddconv if fused else oddconv_unfused
+    assert len(m.info["fused"]) == int(fused)
+    assert m.info["input_zero_point"] != 0
+    source = (m.gen / "model.c").read_text()
+    assert ".dil_h = 2, .dil_w = 3" in source
+    x = _inputs(99, zero_point=m.info["input_zero_point"])
+    expected = codegen.tflm_outputs(m.tflite, x)
+    assert len(np.unique(expected, axis=0)) > 20
+    np.testing.assert_array_equal(codegen.run_host(m.exe_dsp if dsp else m.exe, x), expected)
+    if fused:
+        assert oddconv.info["arena_size"] < oddconv_unfused.info["arena_size"]
+
+
+@pytest.mark.parametrize("prune, threshold, kernel", [
+    ({}, None, "tm_conv2d_fc_s8_dd"),
+    ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds"),
+    ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd"),
+    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss"),
+], ids=["dense-dense", "dense-sparse", "sparse-dense", "sparse-sparse"])
+def test_fusion_covers_every_weight_encoding_pair(tmp_path, prune, threshold, kernel):
+    tflite = _odd_model(tmp_path / "odd.tflite", prune)
+    x = _inputs(99, zero_point=-64)
+    expected = codegen.tflm_outputs(tflite, x)
+    assert len(np.unique(expected, axis=0)) > 20
+    arenas = {}
+    for fuse in (True, False):
+        m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=threshold, fuse_conv_fc=fuse)
+        arenas[fuse] = m.info["arena_size"]
+        assert [f["kernel"] for f in m.info["fused"]] == ([kernel] if fuse else [])
+        for exe in (m.exe, m.exe_dsp):
+            np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+    assert arenas[True] < arenas[False]
+
+
+def test_fusion_falls_back_when_the_fc_input_is_shared(tmp_path):
+    """Two Dense layers read the flattened conv output: no fusion, still bit-exact."""
+    _, tf_keras = _keras()
+    L = tf_keras.layers
+    inp = L.Input((10, 8))
+    x = L.Flatten()(L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(L.Reshape((10, 8, 1))(inp)))
+    out = L.Softmax()(L.Add()([L.Dense(4)(x), L.Dense(4)(x)]))
+    m = _compiled(tmp_path, _to_int8_tflite(tf_keras.Model(inp, out), tmp_path / "shared.tflite"))
+    assert m.info["fused"] == [] and m.info["fuse_conv_fc"] is True
+    assert m.info["ops"].count("FULLY_CONNECTED") == 2
+    assert {"tm_conv2d_s8", "tm_fully_connected_s8"} <= {l["kernel"] for l in m.info["layers"]}
+    for dsp in (False, True):
+        _check_bit_exact(m, dsp)
+
+
+def test_fusion_needs_a_conv_feeding_an_fc(dslike):
+    # DS-CNN-like: the FC reads a pooled tensor, and the convolutions feed other layers.
+    assert dslike.info["fused"] == [] and "FULLY_CONNECTED" in dslike.info["ops"]
+
+
+def _toy_chain(*, fc_rows=1, extra_reader=False, conv_is_output=False):
+    """CONV_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX as lowered steps, for the pattern matcher."""
+    def t(i, shape):
+        return codegen.Tensor(i, f"t{i}", "INT8", shape, np.ones(1, np.float32), np.zeros(1, np.int64), None)
+
+    def step(i, name, kernel, reads, write, **kw):
+        return codegen.Step(codegen.Op(i, name, reads, [write], None), kernel, reads, write, **kw)
+
+    dense = codegen.WeightEncoding("dense", [], {"w": "w"}, 0.0)
+    x, c, r, f, y, z = t(0, (1, 4, 4, 1)), t(1, (1, 2, 2, 8)), t(2, (fc_rows, 32 // fc_rows)), t(3, (fc_rows, 3)), \
+        t(4, (fc_rows, 3)), t(5, (1, 1, 1, 8))
+    steps = [
+        step(0, "CONV_2D", "tm_conv2d_s8", [x], c, encoding=dense, scratch=18,
+             struct={"win": {}, "mm": {"w": "op0_w", "k": 9, "cout": 8, "rq": {}}}),
+        step(1, "RESHAPE", None, [c], r),
+        step(2, "FULLY_CONNECTED", "tm_fully_connected_s8", [r], f, encoding=dense,
+             struct={"rows": fc_rows, "mm": {"w": "op2_w", "k": 32 // fc_rows, "cout": 3, "rq": {}}}),
+        step(3, "SOFTMAX", "tm_softmax_s8", [f], y),
+    ]
+    if extra_reader:
+        steps.append(step(4, "MAX_POOL_2D", "tm_max_pool_s8", [c], z))
+    return codegen.Graph([], [x], [c] if conv_is_output else [y]), steps
+
+
+def test_fusion_pattern_matcher():
+    graph, steps = _toy_chain()
+    fused = codegen.fuse(graph, steps)
+    assert [s.kernel for s in fused] == ["tm_conv2d_fc_s8_dd", "tm_softmax_s8"]
+    assert fused[0].reads == steps[0].reads and fused[0].write is steps[2].write
+    assert fused[0].scratch == 4 * 3 + 2 * 9 + 2 * 8
+    assert fused[0].struct["conv"] == "&op0_mm" and fused[0].struct["fc"] == "&op2_mm"
+    for kwargs in ({"fc_rows": 2}, {"extra_reader": True}, {"conv_is_output": True}):
+        graph, steps = _toy_chain(**kwargs)
+        kept = codegen.fuse(graph, steps)
+        assert len(kept) == len(steps) and all(a is b for a, b in zip(kept, steps)), kwargs
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
+                    reason="needs arm-none-eabi-gcc, qemu-system-arm and make")
+def test_fused_and_unfused_tinyconv_on_qemu(tinyconv, tinyconv_unfused, tmp_path):
+    """Both paths cross-compiled and run on the emulated Cortex-M4, bit-exact to TFLM."""
+    from tinymighty import device
+    x = _inputs(49 * 40, n=24, zero_point=tinyconv.info["input_zero_point"])
+    expected = codegen.tflm_outputs(tinyconv.tflite, x)
+    ram = {}
+    for name, m in (("fused", tinyconv), ("unfused", tinyconv_unfused)):
+        elf = device.build_firmware(m.gen, tmp_path / name)
+        r = device.measure(elf, {"kind": "qemu", "timeout": 120}, x, n_bench=1, log_path=tmp_path / f"{name}.log")
+        np.testing.assert_array_equal(r["outputs"], expected)
+        assert r["identify"]["arena"] == m.info["arena_size"]
+        ram[name] = r["ram"]["static"]
+    assert ram["unfused"] - ram["fused"] == tinyconv_unfused.info["arena_size"] - tinyconv.info["arena_size"]
 
 
 def test_dead_shape_ops_are_pruned(tinyconv):
@@ -199,11 +388,11 @@ def test_generation_is_deterministic(tinyconv, tmp_path):
         {k: v for k, v in tinyconv.info.items() if k != "files"}
 
 
-def test_memory_planner_shares_arena_bytes(dslike, tinyconv):
+def test_memory_planner_shares_arena_bytes(dslike, tinyconv_unfused):
     # Many activations with short lifetimes: the arena must be well below their sum.
     assert dslike.info["arena_size"] < 0.75 * dslike.info["activation_bytes"]
-    # TinyConv's conv output is the peak; the FC output reuses scratch bytes.
-    assert tinyconv.info["arena_size"] < tinyconv.info["activation_bytes"]
+    # Unfused TinyConv's conv output is the peak; the FC output reuses scratch bytes.
+    assert tinyconv_unfused.info["arena_size"] < tinyconv_unfused.info["activation_bytes"]
 
 
 def test_plan_memory_never_overlaps_live_buffers():

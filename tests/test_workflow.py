@@ -76,3 +76,19 @@ def test_second_run_does_nothing_and_param_change_reruns_only_dependents(tiny_ru
     planned = _planned_rules(tiny_run, configfile=changed)
     assert "train" in planned and "report" in planned
     assert not planned & {"dataset", "prepare", "features"}
+
+
+def test_every_int8_variant_is_bit_exact_on_tflm_and_on_the_device(tiny_run):
+    """Each deployed variant: host int8 == TFLM on every test input, device == host on every device input."""
+    metrics = [json.loads(p.read_text()) for p in (tiny_run / "results" / "variants").glob("*/*/metrics.json")]
+    deployed = [m for m in metrics if m.get("device")]
+    assert len(deployed) >= 3
+    for m in deployed:
+        label = f"{m['arch']}/{m['variant']}"
+        assert m["tflm"]["bitexact"] and m["tflm"]["inputs"] == m["n"], label
+        dev = m["device"]
+        assert dev["matches_host"] and dev["outputs_mismatched"] == 0, label
+        assert dev["accuracy"] == dev["host_accuracy_same_inputs"], label
+        assert dev["instructions"]["median"] > 0 and dev["instructions"]["runs"] >= 10, label
+        assert dev["flash"]["total"] == dev["flash"]["model"] + dev["flash"]["code"], label
+        assert (tiny_run / "results" / "firmware" / m["arch"] / m["variant"] / "device.log").stat().st_size > 0

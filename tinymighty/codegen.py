@@ -8,6 +8,10 @@ arena laid out by a lifetime-based greedy planner, and ``tm_invoke()`` calling
 the kernels of ``firmware/kernels`` in order. Nothing is interpreted on device.
 Conv/FC weights are dense by default; with ``sparse_threshold`` layers sparser
 than that store only their nonzeros (``WeightEncoding`` is the seam for more).
+A CONV_2D whose output feeds only a FULLY_CONNECTED layer is fused with it
+(``fuse()``, on by default): the conv output, TinyConv's largest tensor, is
+never stored. Convolutions pad border windows as they gather them, so no
+zero-point-padded copy of their input exists either.
 
 ``build_host()``/``run_host()`` compile the result with gcc and stream many
 inputs through it; ``tflm_outputs()`` runs the same model in TFLM's Python

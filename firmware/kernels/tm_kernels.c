@@ -51,6 +51,14 @@ static inline int32_t tm_sxtb16_ror8(uint32_t x) { return tm_sxtb16((x >> 8) | (
 #endif
 
 #if TM_DSP
+/* A compiler barrier: keeps GCC from hoisting the next load above it, which
+ * would need one register more than the loop has and spill. */
+#if defined(__GNUC__)
+#define TM_NO_HOIST() __asm__ volatile("" ::: "memory")
+#else
+#define TM_NO_HOIST() ((void)0)
+#endif
+
 static inline uint32_t tm_read4(const int8_t *p)
 {
     uint32_t v;
@@ -64,6 +72,12 @@ int32_t tm_mul_by_quant_mult(int32_t x, int32_t mult, int32_t shift)
     return tm_mbqm(x, mult, shift);
 }
 
+#if defined(__GNUC__)
+#define TM_NOINLINE __attribute__((noinline))
+#else
+#define TM_NOINLINE
+#endif
+
 /* Callers pass a local copy of the layer's tm_requant_t: the compiler must
  * assume any int8 store may alias the const struct and would reload it. */
 static inline int8_t requant(const tm_requant_t *rq, int32_t c, int32_t acc)
@@ -72,33 +86,40 @@ static inline int8_t requant(const tm_requant_t *rq, int32_t c, int32_t acc)
     return (int8_t)tm_clamp(v, rq->act_min, rq->act_max);
 }
 
+/* The same, out of line: for cold paths, which need not carry their own copy. */
+static TM_NOINLINE int8_t requant_cold(const tm_requant_t *rq, int32_t c, int32_t acc)
+{
+    return requant(rq, c, acc);
+}
+
 /*
- * Dot products of two weight rows with two columns: acc = {w0.a, w0.b, w1.a, w1.b}.
- * Blocking 2x2 loads each operand once per two MACs, the main lever on the
- * Cortex-M4 where loads and sign extension cost as much as the multiplies.
- * SXTB16 pairs bytes (0,2) and, rotated, (1,3); applying the same pairing to
- * both operands keeps every product exact, only the summation order differs.
+ * Dot products of weight rows w, w + k with columns a, a + k:
+ * acc = {w0.a, w0.b, w1.a, w1.b}. Blocking 2x2 loads each operand once per two
+ * MACs, the main lever on the Cortex-M4 where loads and sign extension cost as
+ * much as the multiplies. SXTB16 pairs bytes (0,2) and, rotated, (1,3);
+ * applying the same pairing to both operands keeps every product exact, only
+ * the summation order differs. The second row and column being k bytes after
+ * the first, one register offset reaches both and the loop needs no spills.
  * Operands are contiguous: a strided (per kernel row) walk was tried and its
  * register spills cost more than copying the receptive field once.
  */
-static void dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *a, const int8_t *b,
-                    int32_t k, int32_t acc[4])
+static void dot_2x2(const int8_t *w, const int8_t *a, int32_t k, int32_t acc[4])
 {
     int32_t a0 = acc[0], b0 = acc[1], a1 = acc[2], b1 = acc[3];
-    int32_t i = 0;
+    const int8_t *end = a + (k & ~3);
 #if TM_DSP
-    for (; i + 4 <= k; i += 4) {
-        const uint32_t va = tm_read4(a + i);
-        const uint32_t vb = tm_read4(b + i);
+    for (; a != end; a += 4, w += 4) {
+        const uint32_t va = tm_read4(a), vb = tm_read4(a + k);
         const int32_t a_ev = tm_sxtb16(va), a_od = tm_sxtb16_ror8(va);
         const int32_t b_ev = tm_sxtb16(vb), b_od = tm_sxtb16_ror8(vb);
-        uint32_t vw = tm_read4(w0 + i);
+        uint32_t vw = tm_read4(w);
         int32_t w_ev = tm_sxtb16(vw), w_od = tm_sxtb16_ror8(vw);
         a0 = tm_smlad(a_ev, w_ev, a0);
         a0 = tm_smlad(a_od, w_od, a0);
         b0 = tm_smlad(b_ev, w_ev, b0);
         b0 = tm_smlad(b_od, w_od, b0);
-        vw = tm_read4(w1 + i);
+        TM_NO_HOIST();
+        vw = tm_read4(w + k);
         w_ev = tm_sxtb16(vw);
         w_od = tm_sxtb16_ror8(vw);
         a1 = tm_smlad(a_ev, w_ev, a1);
@@ -107,12 +128,12 @@ static void dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *a, const i
         b1 = tm_smlad(b_od, w_od, b1);
     }
 #endif
-    for (; i < k; i++) {
-        const int32_t x0 = w0[i], x1 = w1[i];
-        a0 += x0 * a[i];
-        b0 += x0 * b[i];
-        a1 += x1 * a[i];
-        b1 += x1 * b[i];
+    for (end += k & 3; a != end; a++, w++) {
+        const int32_t x0 = w[0], x1 = w[k];
+        a0 += x0 * a[0];
+        b0 += x0 * a[k];
+        a1 += x1 * a[0];
+        b1 += x1 * a[k];
     }
     acc[0] = a0;
     acc[1] = b0;
@@ -162,9 +183,9 @@ static int32_t dot_1x1(const int8_t *w, const int8_t *a, int32_t k, int32_t acc)
 }
 
 /*
- * All output channels for one or two contiguous k-byte columns (out_b == NULL
- * for one). One function per weight encoding; the conv and FC drivers below
- * are shared and take it as a parameter.
+ * All output channels for one or two contiguous k-byte columns: a, and b ==
+ * a + k (or b == out_b == NULL for one). One function per weight encoding;
+ * the conv and FC drivers below are shared and take it as a parameter.
  */
 typedef void (*cols_fn)(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
                         int8_t *out_b);
@@ -179,9 +200,9 @@ static void dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t 
     const int32_t *bias = rq.bias;
     int32_t c;
     for (c = 0; c + 2 <= cout; c += 2, w += 2 * k) {
-        if (out_b != NULL) {
+        if (b != NULL) {
             int32_t acc[4] = {bias[c], bias[c], bias[c + 1], bias[c + 1]};
-            dot_2x2(w, w + k, a, b, k, acc);
+            dot_2x2(w, a, k, acc);
             out_a[c] = requant(&rq, c, acc[0]);
             out_b[c] = requant(&rq, c, acc[1]);
             out_a[c + 1] = requant(&rq, c + 1, acc[2]);
@@ -189,14 +210,14 @@ static void dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t 
         } else {
             int32_t acc[2] = {bias[c], bias[c + 1]};
             dot_2x1(w, w + k, a, k, acc);
-            out_a[c] = requant(&rq, c, acc[0]);
-            out_a[c + 1] = requant(&rq, c + 1, acc[1]);
+            out_a[c] = requant_cold(&rq, c, acc[0]);
+            out_a[c + 1] = requant_cold(&rq, c + 1, acc[1]);
         }
     }
     if (c < cout) {
-        out_a[c] = requant(&rq, c, dot_1x1(w, a, k, bias[c]));
-        if (out_b != NULL) {
-            out_b[c] = requant(&rq, c, dot_1x1(w, b, k, bias[c]));
+        out_a[c] = requant_cold(&rq, c, dot_1x1(w, a, k, bias[c]));
+        if (b != NULL) {
+            out_b[c] = requant_cold(&rq, c, dot_1x1(w, b, k, bias[c]));
         }
     }
 }
@@ -231,7 +252,7 @@ static void sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t
 }
 
 /* Receptive-field rows are a few bytes long: inline word moves beat a libc call. */
-static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 {
     for (; n >= 4; n -= 4, dst += 4, src += 4) {
         memcpy(dst, src, 4);
@@ -241,7 +262,18 @@ static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
-static void fill_bytes(int8_t *dst, int32_t value, int32_t n)
+/* n > 0 and a multiple of 4. */
+static inline void copy_words(int8_t *dst, const int8_t *src, int32_t n)
+{
+    const int8_t *end = src + n;
+    do {
+        memcpy(dst, src, 4);
+        dst += 4;
+        src += 4;
+    } while (src != end);
+}
+
+static TM_NOINLINE void fill_bytes(int8_t *dst, int32_t value, int32_t n)
 {
     const uint32_t word = (uint8_t)value * 0x01010101u;
     for (; n >= 4; n -= 4, dst += 4) {
@@ -252,165 +284,214 @@ static void fill_bytes(int8_t *dst, int32_t value, int32_t n)
     }
 }
 
-/* Extent of the input region the windows cover, starting at (-pad_h, -pad_w). */
-static int32_t span_rows(const tm_window_t *g)
+/* Taps [*lo, *hi) of a k-tap window starting at o0, dil apart, inside [0, size). */
+static void clip_taps(int32_t o0, int32_t dil, int32_t k, int32_t size, int32_t *lo, int32_t *hi)
 {
-    return (g->out_h - 1) * g->stride_h + (g->k_h - 1) * g->dil_h + 1;
-}
-
-static int32_t span_cols(const tm_window_t *g)
-{
-    return (g->out_w - 1) * g->stride_w + (g->k_w - 1) * g->dil_w + 1;
-}
-
-/* Whether some window reaches outside the input, i.e. padding taps exist. */
-static int32_t needs_padding(const tm_window_t *g)
-{
-    return g->pad_h > 0 || g->pad_w > 0 || span_rows(g) > g->in_h || span_cols(g) > g->in_w;
+    int32_t l = o0 >= 0 ? 0 : (dil - 1 - o0) / dil;
+    int32_t h = o0 >= size ? 0 : (size - o0 + dil - 1) / dil;
+    h = h < k ? h : k;
+    *lo = l < h ? l : h;
+    *hi = h;
 }
 
 /*
- * Copies the input into `img` surrounded by input-zero-point padding, so that
- * every window lies inside `img` and no per-pixel or per-tap bounds checks
- * remain. One pass over the input is far cheaper than bounds-checked gathers
- * when, as in TinyConv, a third of the windows touch the border.
+ * Output rows (or columns) [*lo, *hi) whose windows lie entirely inside the
+ * input: o * stride >= pad and o * stride - pad + span <= size.
  */
-static void pad_image(const tm_window_t *g, const int8_t *in, int8_t *img)
+static void interior(int32_t pad, int32_t stride, int32_t span, int32_t size, int32_t out,
+                     int32_t *lo, int32_t *hi)
 {
-    const int32_t c_n = g->in_c, rows = span_rows(g), cols = span_cols(g);
-    const int32_t left = g->pad_w * c_n;
-    const int32_t copy_w = g->in_w < cols - g->pad_w ? g->in_w : cols - g->pad_w;
-    const int32_t right = (cols - g->pad_w - copy_w) * c_n;
-    int32_t y;
-    for (y = 0; y < rows; y++, img += cols * c_n) {
-        const int32_t iy = y - g->pad_h;
-        if (iy < 0 || iy >= g->in_h) {
-            fill_bytes(img, g->in_zp, cols * c_n);
-        } else {
-            fill_bytes(img, g->in_zp, left);
-            copy_bytes(img + left, in + iy * g->in_w * c_n, copy_w * c_n);
-            fill_bytes(img + left + copy_w * c_n, g->in_zp, right);
-        }
+    const int32_t room = size + pad - span;
+    int32_t l = (pad + stride - 1) / stride;
+    int32_t h = room < 0 ? 0 : room / stride + 1;
+    h = h < out ? h : out;
+    *lo = l < h ? l : h;
+    *hi = h;
+}
+
+/*
+ * The [k_h][k_w][in_c] field of a window with top-left input pixel (iy0, ix0),
+ * padded with the input zero point where it crosses the border: filled with
+ * the zero point, then the rows and columns inside the input are copied in
+ * (one run per row, or one per tap if dilated). No padded copy of the input is
+ * made: convolutions send only border (and dilated) windows here, depthwise
+ * ones only border windows.
+ */
+static void gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *col)
+{
+    const int32_t c_n = g->in_c, run = g->k_w * c_n, zp = g->in_zp;
+    const int32_t row_step = g->dil_h * g->in_w * c_n, tap_step = g->dil_w * c_n;
+    int32_t ky_lo, ky_hi, kx_lo, kx_hi, rows, j;
+    const int8_t *src;
+    int8_t *dst;
+    clip_taps(iy0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
+    clip_taps(ix0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+    rows = kx_hi > kx_lo ? ky_hi - ky_lo : 0;
+    if (rows == 0 || kx_hi - kx_lo != g->k_w) {
+        fill_bytes(col, zp, g->k_h * run);
+    } else {  /* whole rows are copied: pad only the rows above and below */
+        fill_bytes(col, zp, ky_lo * run);
+        fill_bytes(col + ky_hi * run, zp, (g->k_h - ky_hi) * run);
     }
+    if (rows == 0) {
+        return;
+    }
+    src = in + ((iy0 + ky_lo * g->dil_h) * g->in_w + ix0 + kx_lo * g->dil_w) * c_n;
+    dst = col + ky_lo * run + kx_lo * c_n;
+    if (g->dil_w == 1) {  /* one run per row */
+        const int32_t len = (kx_hi - kx_lo) * c_n;
+        do {
+            copy_bytes(dst, src, len);
+            src += row_step;
+            dst += run;
+        } while (--rows);
+        return;
+    }
+    do {  /* dilated columns: one run per tap */
+        for (j = 0; j < kx_hi - kx_lo; j++) {
+            copy_bytes(dst + j * c_n, src + j * tap_step, c_n);
+        }
+        src += row_step;
+        dst += run;
+    } while (--rows);
 }
 
 /* Per-layer constants of receptive-field gathering, hoisted out of the pixel loop. */
 typedef struct {
-    const int8_t *img;   /* the input, or its padded copy: every window lies inside */
-    int32_t line_step;   /* bytes between windows of vertically adjacent outputs */
-    int32_t pixel_step;  /* ... of horizontally adjacent outputs */
-    int32_t row_step;    /* bytes between kernel rows */
-    int32_t tap_step;    /* bytes between kernel columns */
-    int32_t k_h, k_w, c_n;
+    const tm_window_t *g;
+    const int8_t *in;
+    int32_t run;       /* bytes in a kernel row: k_w * in_c */
+    int32_t row_step;  /* input bytes between kernel rows */
+    int32_t y_lo, y_hi, x_lo, x_hi;  /* outputs whose windows need no padding */
 } fields_t;
 
 /*
  * The receptive field of output pixel (oy, ox) as a contiguous [k_h][k_w][in_c]
- * column. A one-row window without dilation is contiguous in NHWC already and
- * is used in place; otherwise kernel rows are copied, word-wise when possible.
+ * column in col: interior windows without column dilation are copied row by
+ * row, the others padded by gather_border. Always copied, even when the window
+ * is contiguous in the input already (one kernel row), so that a pixel pair's
+ * columns are k bytes apart as dot_2x2 wants.
  */
-static const int8_t *gather(const fields_t *f, int32_t oy, int32_t ox, int8_t *col)
+static void gather(const fields_t *f, int32_t oy, int32_t ox, int8_t *col)
 {
-    const int32_t k_h = f->k_h, k_w = f->k_w, c_n = f->c_n, run = k_w * c_n;
-    const int32_t row_step = f->row_step, tap_step = f->tap_step;
-    const int8_t *src = f->img + oy * f->line_step + ox * f->pixel_step;
-    int8_t *dst = col;
-    int32_t ky, kx;
-    if (tap_step != c_n) {  /* dilated columns: copy tap by tap */
-        for (ky = 0; ky < k_h; ky++, src += row_step) {
-            for (kx = 0; kx < k_w; kx++, dst += c_n) {
-                copy_bytes(dst, src + kx * tap_step, c_n);
-            }
-        }
-    } else if (k_h == 1) {
-        return src;
-    } else if ((run & 3) == 0) {
-        for (ky = 0; ky < k_h; ky++, src += row_step) {
-            for (kx = 0; kx < run; kx += 4, dst += 4) {
-                memcpy(dst, src + kx, 4);
-            }
-        }
-    } else {
-        for (ky = 0; ky < k_h; ky++, src += row_step, dst += run) {
-            copy_bytes(dst, src, run);
-        }
+    const tm_window_t *g = f->g;
+    const int32_t iy0 = oy * g->stride_h - g->pad_h, ix0 = ox * g->stride_w - g->pad_w;
+    const int32_t run = f->run, row_step = f->row_step;
+    const int8_t *src;
+    int32_t rows = g->k_h;
+    if (oy < f->y_lo || oy >= f->y_hi || ox < f->x_lo || ox >= f->x_hi || g->dil_w != 1) {
+        gather_border(g, f->in, iy0, ix0, col);
+        return;
     }
-    return col;
+    src = f->in + (iy0 * g->in_w + ix0) * g->in_c;
+    if ((run & 3) == 0) {
+        do {
+            copy_words(col, src, run);
+            src += row_step;
+            col += run;
+        } while (--rows);
+    } else {
+        do {
+            copy_bytes(col, src, run);
+            src += row_step;
+            col += run;
+        } while (--rows);
+    }
 }
 
-/* scratch: two k-byte columns, then the padded image when padding is needed. */
+/*
+ * Where a convolution's outputs go when it is fused with the FULLY_CONNECTED
+ * layer it feeds: each pair of output pixels is computed into a small chunk and
+ * at once multiplied into the FC's int32 accumulators, so the conv output
+ * tensor never exists. The FC's input is the conv output in NHWC order, so
+ * pixel i's channels are FC columns [i * cout, (i + 1) * cout); integer sums do
+ * not depend on their order, so the FC gets exactly the sums it would get from
+ * the whole tensor. Accumulators (and, for sparse weights, cursors) live in
+ * scratch and are read and written with memcpy, the arena being an int8 array.
+ */
+typedef void (*accumulate_fn)(const void *mm, int32_t base, int32_t n, const int8_t *x, int8_t *state);
+
+typedef struct {
+    accumulate_fn accumulate;
+    const void *mm;             /* the FC's weights: tm_matmul_t or tm_sparse_matmul_t */
+    const tm_requant_t *rq;     /* the FC's requantisation (its input zero point folded in) */
+    const int32_t *row_start;   /* sparse FC weights: where each row's cursor starts; else NULL */
+    int32_t cout;               /* FC outputs */
+} sink_t;
+
+static int32_t load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void store32(int8_t *p, int32_t v) { memcpy(p, &v, sizeof v); }
+
+/*
+ * Unfused (sink == NULL): outputs go to out, scratch holds two k-byte columns.
+ * Fused: out is the FC output; scratch holds the sink's state (4 * fc_cout
+ * bytes, 8 * fc_cout with cursors), the two columns, then a 2 * cout chunk.
+ */
 static void conv_driver(const tm_window_t *g, int32_t k, int32_t cout, const void *mm, cols_fn cols,
-                        const int8_t *in, int8_t *out, int8_t *scratch)
+                        const int8_t *in, int8_t *out, int8_t *scratch, const sink_t *sink)
 {
     const int32_t w = g->out_w, n = g->out_h * w;
+    int8_t *state = scratch, *dst = out;
     fields_t f;
-    int32_t img_w = g->in_w, i, oy = 0, ox = 0;
-    f.img = in;
-    if (needs_padding(g)) {
-        pad_image(g, in, scratch + 2 * k);
-        f.img = scratch + 2 * k;
-        img_w = span_cols(g);
+    int32_t i, oy = 0, ox = 0;
+    f.g = g;
+    f.in = in;
+    f.run = g->k_w * g->in_c;
+    f.row_step = g->dil_h * g->in_w * g->in_c;
+    interior(g->pad_h, g->stride_h, (g->k_h - 1) * g->dil_h + 1, g->in_h, g->out_h, &f.y_lo, &f.y_hi);
+    interior(g->pad_w, g->stride_w, (g->k_w - 1) * g->dil_w + 1, g->in_w, g->out_w, &f.x_lo, &f.x_hi);
+    if (sink != NULL) {
+        for (i = 0; i < sink->cout; i++) {
+            store32(state + 4 * i, sink->rq->bias[i]);
+            if (sink->row_start != NULL) {
+                store32(state + 4 * (sink->cout + i), sink->row_start[i]);
+            }
+        }
+        scratch += (sink->row_start != NULL ? 8 : 4) * sink->cout;
+        dst = scratch + 2 * k;
     }
-    f.line_step = g->stride_h * img_w * g->in_c;
-    f.pixel_step = g->stride_w * g->in_c;
-    f.row_step = g->dil_h * img_w * g->in_c;
-    f.tap_step = g->dil_w * g->in_c;
-    f.k_h = g->k_h;
-    f.k_w = g->k_w;
-    f.c_n = g->in_c;
     /* Pixels go in pairs (across row ends too) to feed the 2x2 dot product. */
-    for (i = 0; i + 2 <= n; i += 2) {
-        const int8_t *a = gather(&f, oy, ox, scratch);
-        const int8_t *b;
+    for (i = 0; i < n; i += 2) {
+        const int8_t *b = NULL;
+        gather(&f, oy, ox, scratch);
         if (++ox == w) {
             ox = 0;
             oy++;
         }
-        b = gather(&f, oy, ox, scratch + k);
-        if (++ox == w) {
-            ox = 0;
-            oy++;
+        if (i + 1 < n) {
+            gather(&f, oy, ox, scratch + k);
+            b = scratch + k;
+            if (++ox == w) {
+                ox = 0;
+                oy++;
+            }
         }
-        cols(mm, a, b, out + i * cout, out + (i + 1) * cout);
+        cols(mm, scratch, b, dst, b != NULL ? dst + cout : NULL);
+        if (sink == NULL) {
+            dst += 2 * cout;
+        } else {
+            sink->accumulate(sink->mm, i * cout, (b != NULL ? 2 : 1) * cout, dst, state);
+        }
     }
-    if (i < n) {
-        cols(mm, gather(&f, oy, ox, scratch), NULL, out + i * cout, NULL);
+    for (i = 0; sink != NULL && i < sink->cout; i++) {
+        out[i] = requant_cold(sink->rq, i, load32(state + 4 * i));
     }
 }
 
 void tm_conv2d_s8(const tm_conv_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
 {
-    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, dense_cols, in, out, scratch);
+    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, dense_cols, in, out, scratch, NULL);
 }
 
 void tm_conv2d_sparse_s8(const tm_conv_sparse_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
 {
-    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, sparse_cols, in, out, scratch);
-}
-
-/*
- * Depthwise border windows: the [k_h][k_w][in_c] field with zero-point
- * padding. Only the few windows that cross the border come here, so a
- * per-tap check is fine.
- */
-static void border_window(const tm_window_t *g, const int8_t *in, int32_t oy, int32_t ox,
-                          int8_t *col)
-{
-    const int32_t iy0 = oy * g->stride_h - g->pad_h;
-    const int32_t ix0 = ox * g->stride_w - g->pad_w;
-    const int32_t c_n = g->in_c;
-    int32_t ky, kx;
-    for (ky = 0; ky < g->k_h; ky++) {
-        const int32_t iy = iy0 + ky * g->dil_h;
-        for (kx = 0; kx < g->k_w; kx++, col += c_n) {
-            const int32_t ix = ix0 + kx * g->dil_w;
-            if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w) {
-                fill_bytes(col, g->in_zp, c_n);
-            } else {
-                copy_bytes(col, in + (iy * g->in_w + ix) * c_n, c_n);
-            }
-        }
-    }
+    conv_driver(&p->win, p->mm.k, p->mm.cout, &p->mm, sparse_cols, in, out, scratch, NULL);
 }
 
 static void fc_driver(int32_t rows, int32_t k, int32_t cout, const void *mm, cols_fn cols,
@@ -433,6 +514,76 @@ void tm_fully_connected_s8(const tm_fc_t *p, const int8_t *in, int8_t *out)
 void tm_fully_connected_sparse_s8(const tm_fc_sparse_t *p, const int8_t *in, int8_t *out)
 {
     fc_driver(p->rows, p->mm.k, p->mm.cout, &p->mm, sparse_cols, in, out);
+}
+
+/* Dense FC weights: state is cout int32 accumulators; x holds columns [base, base + n). */
+static void dense_accumulate(const void *mm, int32_t base, int32_t n, const int8_t *x, int8_t *state)
+{
+    const tm_matmul_t *m = (const tm_matmul_t *)mm;
+    const int32_t k = m->k, cout = m->cout;
+    const int8_t *w = m->w + base;
+    int32_t o;
+    for (o = 0; o + 2 <= cout; o += 2, w += 2 * k, state += 8) {
+        int32_t acc[2];
+        acc[0] = load32(state);
+        acc[1] = load32(state + 4);
+        dot_2x1(w, w + k, x, n, acc);
+        store32(state, acc[0]);
+        store32(state + 4, acc[1]);
+    }
+    if (o < cout) {
+        store32(state, dot_1x1(w, x, n, load32(state)));
+    }
+}
+
+/* Sparse FC weights: state is cout accumulators, then cout cursors into idx/val.
+ * A row's column indices ascend, so its cursor only moves forward. */
+static void sparse_accumulate(const void *mm, int32_t base, int32_t n, const int8_t *x, int8_t *state)
+{
+    const tm_sparse_matmul_t *m = (const tm_sparse_matmul_t *)mm;
+    const uint16_t *idx = m->idx;
+    const int8_t *val = m->val;
+    const int32_t cout = m->cout, limit = base + n;
+    int32_t o;
+    for (o = 0; o < cout; o++) {
+        const int32_t end = m->row_start[o + 1];
+        int32_t acc = load32(state + 4 * o), j = load32(state + 4 * (cout + o));
+        for (; j < end && idx[j] < limit; j++) {
+            acc += (int32_t)val[j] * x[idx[j] - base];
+        }
+        store32(state + 4 * o, acc);
+        store32(state + 4 * (cout + o), j);
+    }
+}
+
+void tm_conv2d_fc_s8_dd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_matmul_t *c = (const tm_matmul_t *)p->conv, *f = (const tm_matmul_t *)p->fc;
+    const sink_t sink = {dense_accumulate, f, &f->rq, NULL, f->cout};
+    conv_driver(&p->win, c->k, c->cout, c, dense_cols, in, out, scratch, &sink);
+}
+
+void tm_conv2d_fc_s8_ds(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_matmul_t *c = (const tm_matmul_t *)p->conv;
+    const tm_sparse_matmul_t *f = (const tm_sparse_matmul_t *)p->fc;
+    const sink_t sink = {sparse_accumulate, f, &f->rq, f->row_start, f->cout};
+    conv_driver(&p->win, c->k, c->cout, c, dense_cols, in, out, scratch, &sink);
+}
+
+void tm_conv2d_fc_s8_sd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_sparse_matmul_t *c = (const tm_sparse_matmul_t *)p->conv;
+    const tm_matmul_t *f = (const tm_matmul_t *)p->fc;
+    const sink_t sink = {dense_accumulate, f, &f->rq, NULL, f->cout};
+    conv_driver(&p->win, c->k, c->cout, c, sparse_cols, in, out, scratch, &sink);
+}
+
+void tm_conv2d_fc_s8_ss(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_sparse_matmul_t *c = (const tm_sparse_matmul_t *)p->conv, *f = (const tm_sparse_matmul_t *)p->fc;
+    const sink_t sink = {sparse_accumulate, f, &f->rq, f->row_start, f->cout};
+    conv_driver(&p->win, c->k, c->cout, c, sparse_cols, in, out, scratch, &sink);
 }
 
 /*
@@ -507,7 +658,7 @@ void tm_dwconv2d_s8(const tm_dwconv_t *p, const int8_t *in, int8_t *out, int8_t 
                 row_step = g.dil_h * g.in_w * cin;
                 col_step = g.dil_w * cin;
             } else {
-                border_window(&p->win, in, oy, ox, scratch);
+                gather_border(&p->win, in, iy0, ix0, scratch);
                 win = scratch;
                 row_step = g.k_w * cin;
                 col_step = cin;

@@ -33,8 +33,10 @@ extern "C" {
 /*
  * Scratch (arena bytes the caller provides, computed by codegen.py):
  *   tm_conv2d_s8, tm_conv2d_sparse_s8:
- *                   2 * k_h * k_w * in_c, plus span_h * span_w * in_c when any
- *                   window needs padding (span = (out - 1) * stride + (k - 1) * dil + 1)
+ *                   2 * k with k = k_h * k_w * in_c (two receptive-field columns;
+ *                   windows that cross the border are padded there, not the input)
+ *   tm_conv2d_fc_s8_*: 4 * fc_cout (8 * fc_cout with sparse FC weights), then
+ *                   2 * k, then 2 * cout (cout: conv output channels)
  *   tm_dwconv2d_s8: k_h * k_w * in_c
  */
 
@@ -107,6 +109,22 @@ typedef struct {
     tm_sparse_matmul_t mm;
 } tm_fc_sparse_t;
 
+/*
+ * A CONV_2D whose output feeds only a FULLY_CONNECTED layer (through reshapes),
+ * fused: each conv output is computed exactly as the conv alone would compute
+ * it (requantised and clamped to int8) and is multiplied straight into the FC's
+ * int32 accumulators, so the conv output tensor is never stored. conv and fc
+ * point at a tm_matmul_t (dense) or tm_sparse_matmul_t (sparse) as the entry
+ * point's suffix says: conv encoding first, then FC (d dense, s sparse). The
+ * FC's k is the conv output size, its rq bias has its own input zero point
+ * folded in, and it produces one row.
+ */
+typedef struct {
+    tm_window_t win;
+    const void *conv;
+    const void *fc;
+} tm_conv_fc_t;
+
 typedef struct {
     tm_window_t win;  /* k_h/k_w are the pool size; in_zp unused */
     int32_t act_min, act_max;
@@ -134,6 +152,10 @@ void tm_dwconv2d_s8(const tm_dwconv_t *p, const int8_t *in, int8_t *out, int8_t 
 void tm_fully_connected_s8(const tm_fc_t *p, const int8_t *in, int8_t *out);
 void tm_conv2d_sparse_s8(const tm_conv_sparse_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_fully_connected_sparse_s8(const tm_fc_sparse_t *p, const int8_t *in, int8_t *out);
+void tm_conv2d_fc_s8_dd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+void tm_conv2d_fc_s8_ds(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+void tm_conv2d_fc_s8_sd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+void tm_conv2d_fc_s8_ss(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_avg_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out);
 void tm_max_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out);
 void tm_add_s8(const tm_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
