@@ -1,4 +1,9 @@
 # Shared helpers for all rule files: the variant grid and path conventions.
+#
+# Resources: every rule declares mem_mb and runtime (minutes), sized from the peak RSS and wall time in
+# results/benchmarks/*.tsv of the default and tiny runs with about 2x headroom; TensorFlow jobs peak near
+# 1 GB, feature extraction near 2 GB. Rules are single-threaded (TF runs with 1 intra/inter-op thread for
+# determinism), so threads stay at 1, except dataset synthesis, which runs espeak-ng processes in parallel.
 from tinymighty import variants as V
 
 SPLITS = ["training", "validation", "testing"]

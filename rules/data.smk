@@ -18,8 +18,8 @@ rule dataset:
     benchmark:
         f"{RESULTS}/benchmarks/dataset.tsv",
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=1000,
+        runtime=60,
     script:
         "../scripts/dataset.py"
 
@@ -39,7 +39,7 @@ rule prepare:
     benchmark:
         f"{RESULTS}/benchmarks/prepare.tsv",
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=10,
     script:
         "../scripts/prepare.py"

@@ -17,7 +17,7 @@ rule features:
     benchmark:
         f"{RESULTS}/benchmarks/features_{{split}}.tsv",
     resources:
-        mem_mb=4000,
+        mem_mb=3000,
         runtime=30,
     script:
         "../scripts/features.py"

@@ -25,7 +25,7 @@ rule codegen:
         f"{RESULTS}/benchmarks/codegen_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=1000,
-        runtime=5,
+        runtime=10,
     script:
         "../scripts/codegen.py"
 
@@ -42,8 +42,8 @@ rule firmware_build:
     benchmark:
         f"{RESULTS}/benchmarks/firmware_build_{{arch}}_{{variant}}.tsv",
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=500,
+        runtime=10,
     script:
         "../scripts/firmware_build.py"
 

@@ -37,8 +37,8 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=1000,
+        runtime=15,
     localrule: True
     script:
         "../scripts/report.py"

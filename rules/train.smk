@@ -17,7 +17,7 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train_{{arch}}.tsv",
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     script:
         "../scripts/train.py"
@@ -31,7 +31,7 @@ rule size:
     benchmark:
         f"{RESULTS}/benchmarks/size_{{arch}}.tsv",
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
         runtime=10,
     script:
         "../scripts/size.py"

@@ -10,7 +10,7 @@ rule convert_float:
     benchmark:
         f"{RESULTS}/benchmarks/convert_float_{{arch}}.tsv",
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=10,
     script:
         "../scripts/convert_float.py"
@@ -28,7 +28,7 @@ rule convert_ptq_int8:
     benchmark:
         f"{RESULTS}/benchmarks/convert_ptq_int8_{{arch}}.tsv",
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=10,
     script:
         "../scripts/convert_ptq_int8.py"
@@ -58,7 +58,7 @@ rule evaluate:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_{{arch}}_{{variant}}.tsv",
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=15,
     script:
         "../scripts/evaluate.py"
