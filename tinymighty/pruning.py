@@ -54,7 +54,7 @@ def sparsity_tag(s: float) -> str:
     return f"s{int(pct):02d}" if pct == int(pct) else "s" + f"{pct:g}".replace(".", "p")
 
 
-def specs(config, arch=None):
+def specs(config):
     """{variant name: spec} for every pruning variant the config asks for; a spec is everything one job
     needs (and nothing else), so it doubles as the rule's params."""
     cfg = config.get("pruning") or {}
@@ -81,6 +81,9 @@ def specs(config, arch=None):
         grid += [(n, st["compare_keep"]) for n in st.get("compare_norms", []) if "compare_keep" in st]
         seen = set()
         for norm, k in grid:
+            if not 0 < k < st.get("out_of", 8):
+                raise ValueError(f"pruning.structured: keep {k} must be between 1 and out_of - 1 "
+                                 f"({st.get('out_of', 8) - 1}); keeping every filter prunes nothing")
             if (norm, k) in seen:
                 continue
             seen.add((norm, k))
@@ -98,7 +101,7 @@ def specs(config, arch=None):
 
 
 def variants(config, arch):
-    return [Variant(arch, name, spec["family"]) for name, spec in specs(config, arch).items()]
+    return [Variant(arch, name, spec["family"]) for name, spec in specs(config).items()]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -686,12 +689,14 @@ def _dense_instructions(row):
     v = dense.get("instructions_median", dev.get("instructions_dense"))
     if isinstance(v, dict):
         v = v.get("median")
+    if v is None and dev and not _sparse_layers(row):
+        v = row.get("instructions")  # deployed with dense kernels only: that is the dense-kernel count
     return v
 
 
 def _sparse_layers(row):
     layers = (((row.get("device") or {}).get("codegen") or {}).get("layers")) or []
-    return [l.get("name", str(i)) for i, l in enumerate(layers) if l.get("encoding") == "sparse"]
+    return [f"{l.get('index', i)}:{l.get('op', '?')}" for i, l in enumerate(layers) if l.get("encoding") == "sparse"]
 
 
 def _prow(r):
@@ -707,8 +712,9 @@ def _prow(r):
             "sparsity_target": h.get("sparsity_target"), "sparsity_overall": h.get("sparsity_overall"),
             "sparsity_achieved": h.get("sparsity_achieved"), "tflite_sparsity": h.get("tflite_sparsity"),
             "norm": h.get("norm"), "keep": h.get("keep"), "out_of": h.get("out_of"),
-            "kept_channels": h.get("kept_channels"), "filter_norms": h.get("filter_norms"), "pattern": h.get("pattern"), "methods": h.get("methods"),
-            "fine_tuned": h.get("fine_tuned"), "deployable": r.get("deployable"),
+            "kept_channels": h.get("kept_channels"), "filter_norms": h.get("filter_norms"),
+            "pattern": h.get("pattern"), "methods": h.get("methods"),
+            "fine_tuned": h.get("fine_tuned"), "deployable": r.get("deployable"), "n": h.get("n"),
             "host_ref_ms": (h.get("host_latency_ref") or {}).get("median_ms"),
             "host_ref_unpruned_ms": (h.get("host_latency_ref_unpruned") or {}).get("median_ms")}
 
@@ -775,14 +781,12 @@ def _pareto_axes(ax, points, xkey, xlabel, title):
     return [pts[i]["label"] for i in front]
 
 
-def _fmt_pct(v):
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
 def report_context(rows, config, figs):
     """Figures, tables and the answers for the report's pruning section (report/templates/pruning.html.j2)."""
     cfg = config.get("pruning") or {}
-    prows = [_prow(r) for r in rows if r.get("family") in FAMILIES]
+    prows = sorted((_prow(r) for r in rows if r.get("family") in FAMILIES),
+                   key=lambda p: (p["arch"], FAMILIES.index(p["family"]), p.get("norm") or "",
+                                  -(p.get("keep") or 0), p.get("sparsity_target") or 0, p["mode"] or ""))
     if not cfg.get("enabled") or not prows:
         return {"pruning": {"enabled": False}}
     plt = figs.plt
@@ -890,13 +894,15 @@ def report_context(rows, config, figs):
                 kept = set(p["kept_channels"][layer])
                 xs = np.arange(len(v)) + (j - (len(first) - 1) / 2) * w2
                 for i in range(len(v)):
-                    ax2.bar(xs[i], v[i] / v.max(), w2, color=f"C{j}", alpha=1.0 if i in kept else 0.25,
-                            label=NORM_LABELS[n] if i == 0 else None)
+                    ax2.bar(xs[i], v[i] / v.max(), w2, color=f"C{j}", alpha=1.0 if i in kept else 0.25)
             if first:
                 ax2.set_xticks(range(len(v)), [str(i) for i in range(len(v))])
                 ax2.set(xlabel=f"filter of {layer} (faded: removed)", ylabel="filter norm / largest",
                         title="Which filters each norm keeps")
-                ax2.legend(fontsize=7)
+                from matplotlib.patches import Patch
+
+                ax2.legend(handles=[Patch(color=f"C{j}", label=NORM_LABELS[n]) for j, n in
+                                    enumerate(sorted(first, key=NORMS.index))], fontsize=7)
             else:
                 ax2.set_visible(False)
             a["fig_norms"] = figs.save(fig, f"pruning_norms_{arch}")
@@ -905,6 +911,9 @@ def report_context(rows, config, figs):
             best = {m: max((p for p in cmp_ if p["mode"] == m), key=lambda p: p["accuracy"], default=None)
                     for m in MODES}
             a["best_norm"] = {m: (NORM_LABELS[b["norm"]], b["accuracy"]) for m, b in best.items() if b}
+            # One standard error of a test accuracy: differences within ~2 of these are noise.
+            a["norm_se"] = max((math.sqrt(p["accuracy"] * (1 - p["accuracy"]) / p["n"]) for p in cmp_ if p.get("n")),
+                               default=None)
             a["norms_same_channels"] = len({str(p["kept_channels"]) for p in cmp_}) == 1
 
         a.update(_answers(unst, chan, mine, refs, threshold))

@@ -146,7 +146,7 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
     xq = quantize_input(x[:n], inp).reshape(n, -1)
     cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
     m = device.measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path)
-    host = np.load(host_outputs)[:n].reshape(n, -1)
+    host = np.load(host_outputs)[:n].reshape(n, -1)  # TFLM's outputs: the runtime we must equal
     host_pred = host.argmax(axis=1)
     mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
     timing = m["timing"]
@@ -168,7 +168,7 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
     write_json(out_json, res, config)
     if not res["matches_host"]:
-        raise RuntimeError(f"{arch}/{variant}: the device disagrees with the host int8 model on {mismatched} of {n} "
+        raise RuntimeError(f"{arch}/{variant}: the device disagrees with TFLM on {mismatched} of {n} "
                            f"inputs; raw transcript in {log_path}, results in {out_json}")
 
 
