@@ -73,6 +73,9 @@ def test_variant_grid_from_configs():
     assert all(v.tflite and v.int8 for v in vs)
     assert P.variants({"pruning": {"enabled": False}}, "tinyconv") == []
     assert P.variants({}, "tinyconv") == []
+    bad = {"pruning": {**tiny["pruning"], "structured": {**tiny["pruning"]["structured"], "keep": [8]}}}
+    with pytest.raises(ValueError, match="keep 8"):
+        P.variants(bad, "tinyconv")
     assert [P.sparsity_tag(s) for s in (0.05, 0.5, 0.875, 0.95)] == ["s05", "s50", "s87p5", "s95"]
 
 
@@ -223,7 +226,8 @@ def _fake_rows():
         r = {"arch": "tinyconv", "variant": variant, "label": f"tinyconv/{variant}", "family": family,
              "accuracy": acc, "params": kw.get("params", 16652), "nonzero_params": kw.get("nz", 16652),
              "macs": kw.get("macs", 336000), "flops": kw.get("macs", 336000) * 2, "tflite_bytes": 20000,
-             "gzip_bytes": kw.get("gz", 18000), "host_ms": 0.1, "deployable": True, "host": h, "device": dev}
+             "gzip_bytes": kw.get("gz", 18000), "host_ms": 0.1, "deployable": True, "host": {"n": 500, **h},
+             "device": dev}
         if dev:
             r.update(instructions=dev["instructions"]["median"], flash=dev["flash"]["total"])
         rows.append(r)
@@ -328,3 +332,16 @@ def test_tiny_workflow_pruning_results(tiny_run):
     for fig in ("pruning_acc_vs_params_tinyconv", "pruning_structured_cost_tinyconv", "pruning_norms_tinyconv",
                 "pruning_pareto_tinyconv"):
         assert (res / "report_files" / f"{fig}.png").exists() and f"{fig}.png" in html
+
+
+def test_schema_is_strict():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "rules" / "schema" / "config.schema.yaml")
+    config = yaml.safe_load(TINY.read_text())
+    validate(config, schema)
+    for bad in ({"structured": {**config["pruning"]["structured"], "norm": "l3"}},
+                {"unstructured": {"sparsities": [1.5]}}, {"modes": ["os", "x/../y"]}, {"typo": 1}):
+        with pytest.raises(WorkflowError):
+            validate({**config, "pruning": {**config["pruning"], **bad}}, schema)
