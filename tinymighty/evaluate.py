@@ -53,12 +53,20 @@ def classification(y_true, y_pred, labels):
             "per_class": per_class, "confusion": cm.tolist()}
 
 
-def host_latency(content: bytes, x_row: np.ndarray, runs: int):
-    """Wall time of one invoke with TFLite's default (optimised) kernels on one thread, in milliseconds."""
-    interp = tf.lite.Interpreter(model_content=content, num_threads=1)
-    interp.allocate_tensors()
+def host_latency(content: bytes, x_row: np.ndarray, runs: int, reference: bool = False):
+    """Wall time of one invoke on one thread, in milliseconds.
+
+    Default: TFLite's optimised kernels, what a host user would run. reference=True: the plain scalar
+    reference kernels, whose cost follows the MACs as on the MCU (the optimised SIMD tiles cover TinyConv's
+    8 output channels whether or not some are removed).
+    """
+    if reference:
+        interp = ref_interpreter(content)
+    else:
+        interp = tf.lite.Interpreter(model_content=content, num_threads=1)
+        interp.allocate_tensors()
     inp, _ = io_details(interp)
-    interp.set_tensor(inp["index"], quantize_input(x_row[None], inp))
+    interp.set_tensor(inp["index"], quantize_input(np.asarray(x_row)[None], inp))
     for _ in range(10):
         interp.invoke()
     times = []
@@ -67,9 +75,10 @@ def host_latency(content: bytes, x_row: np.ndarray, runs: int):
         interp.invoke()
         times.append((time.perf_counter() - t0) * 1000.0)
     t = np.asarray(times)
+    kernels = "reference" if reference else "default"
     return {"median_ms": float(np.median(t)), "p10_ms": float(np.percentile(t, 10)),
             "p90_ms": float(np.percentile(t, 90)), "runs": runs,
-            "note": "host CPU, TFLite default kernels, 1 thread; varies with the machine, not reproducible"}
+            "note": f"host CPU, TFLite {kernels} kernels, 1 thread; varies with the machine, not reproducible"}
 
 
 def evaluate_tflite(content: bytes, x, y, labels, float_pred=None, latency_runs=200, tflm_check=True):

@@ -552,33 +552,11 @@ def prune_preserving_qat(pruned, train, val, ft, epochs, seed, workdir, log=prin
 # The workflow step
 # ----------------------------------------------------------------------------------------------------------
 
-def reference_latency(content: bytes, x_row, runs):
-    """Host latency of one invoke with TFLite's reference kernels (plain scalar loops, one thread). Unlike the
-    optimised kernels, whose SIMD tiles cover TinyConv's 8 output channels whether or not some are removed,
-    their cost follows the MACs, as on the MCU."""
-    import time
-
-    from .evaluate import io_details, quantize_input
-    from .tfutil import ref_interpreter
-
-    interp = ref_interpreter(content)
-    inp, _ = io_details(interp)
-    interp.set_tensor(inp["index"], quantize_input(np.asarray(x_row)[None], inp))
-    for _ in range(5):
-        interp.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return {"median_ms": float(np.median(times)), "runs": int(runs),
-            "note": "host CPU, TFLite reference kernels, 1 thread; machine-dependent"}
-
-
 def prune_step(model_path, train_npz, val_npz, out_tflite, out_info, spec, seed, samples, latency_runs=100,
                variant=None, log_path=None, config=None):
     """One pruning variant: load the float model, prune as `spec` says, fine-tune or not, int8, write."""
     from .convert import to_int8
+    from .evaluate import host_latency
     from .runlog import make_log
     from .size import estimate
     from .steps import write_variant
@@ -609,8 +587,8 @@ def prune_step(model_path, train_npz, val_npz, out_tflite, out_info, spec, seed,
             extra.update(sparsity_target=target, sparsity_achieved=achieved)
         elif family == FAMILY_STRUCTURED:
             # The unpruned model's reference-kernel latency, measured in the same job for a fair ratio.
-            extra["host_latency_ref_unpruned"] = reference_latency(to_int8(model, train[0], samples), train[0][0],
-                                                                   latency_runs)
+            extra["host_latency_ref_unpruned"] = host_latency(to_int8(model, train[0], samples), train[0][0],
+                                                              latency_runs, reference=True)
             pruned, kept, norms = prune_structured(model, spec["norm"], spec["keep"], spec["out_of"])
             if ft:
                 hist = Path(work) / "history.csv"
@@ -668,7 +646,7 @@ def prune_step(model_path, train_npz, val_npz, out_tflite, out_info, spec, seed,
         bad = [t for t in extra["tflite_pattern"] if t["groups_ok"] != t["groups"]]
         if bad:
             raise RuntimeError(f"the 2:4 pattern did not survive into the TFLite weights: {bad}")
-    extra["host_latency_ref"] = reference_latency(content, train[0][0], latency_runs)
+    extra["host_latency_ref"] = host_latency(content, train[0][0], latency_runs, reference=True)
     total = estimate(pruned)["total"]
     extra["sparsity_overall"] = 1.0 - total["nonzero_params"] / total["params"]
     write_variant(pruned, content, out_tflite, out_info, family, config, **extra)

@@ -1,5 +1,4 @@
 """One function per workflow step: paths and parameters in, files out. Snakemake scripts only call these."""
-import json
 from pathlib import Path
 
 import numpy as np

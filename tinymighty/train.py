@@ -1,7 +1,6 @@
 """Deterministic training with per-epoch progress, CSV curves and a best-by-validation checkpoint."""
 from pathlib import Path
 
-import numpy as np
 
 from .npio import load_split  # noqa: F401  (callers load splits through the training module)
 from .tfutil import make_deterministic, tf_keras
