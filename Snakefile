@@ -1,9 +1,12 @@
 # Tiny but Mighty: `snakemake --cores 4` regenerates results/report.html and results/report.pdf.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-configfile: "config.yaml"
+# The embedded default, found next to this Snakefile wherever --directory points; --configfile layers on top.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "rules/schema/config.schema.yaml")

@@ -92,3 +92,39 @@ def test_every_int8_variant_is_bit_exact_on_tflm_and_on_the_device(tiny_run):
         assert dev["instructions"]["median"] > 0 and dev["instructions"]["runs"] >= 10, label
         assert dev["flash"]["total"] == dev["flash"]["model"] + dev["flash"]["code"], label
         assert (tiny_run / "results" / "firmware" / m["arch"] / m["variant"] / "device.log").stat().st_size > 0
+
+
+def test_real_speech_commands_source_by_url(tiny_run, tmp_path):
+    """data.source speech_commands with url + sha256: the workflow downloads over (loopback) HTTP, verifies,
+    extracts and splits it by the dataset's own lists."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+    from functools import partial
+
+    dataset = tiny_run / "results" / "data" / "dataset"
+    archive = tmp_path / "www" / "speech_commands_v0.02.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(dataset.rglob("*")):
+            if p.is_file() and p.suffix in (".wav", ".txt"):
+                tar.add(p, arcname=str(p.relative_to(dataset)))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+        cfg = _config_with(tmp_path, lambda c: c["data"].update(source="speech_commands", url=url, sha256=digest))
+        snakemake(tmp_path / "run", "--cores", "1", "results/data/index.json", configfile=cfg)
+        bad = _config_with(tmp_path, lambda c: c["data"].update(source="speech_commands", url=url,
+                                                               sha256="0" * 64))
+        proc = snakemake(tmp_path / "bad", "--cores", "1", "results/data/index.json", configfile=bad, check=False)
+    finally:
+        server.shutdown()
+    fetched = json.loads((tmp_path / "run" / "results" / "data" / "index.json").read_text())
+    original = json.loads((tiny_run / "results" / "data" / "index.json").read_text())
+    assert fetched["counts"] == original["counts"]
+    assert proc.returncode != 0 and "sha256" in (proc.stdout + proc.stderr).lower()
+    assert not (tmp_path / "bad" / "results" / "data" / "index.json").exists()
