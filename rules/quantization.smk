@@ -30,6 +30,8 @@ rule quant_ptq_export:
     log:
         f"{RESULTS}/logs/quant_{{arch}}_{{variant}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/quant_ptq_export_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=3000,
         runtime=15,
@@ -53,6 +55,8 @@ rule quant_qat_export:
     log:
         f"{RESULTS}/logs/quant_{{arch}}_{{variant}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/quant_qat_export_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=3000,
         runtime=60,
@@ -74,6 +78,8 @@ rule quant_ptq_fakequant:
     log:
         f"{RESULTS}/logs/quant_{{arch}}_{{variant}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/quant_ptq_fakequant_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=3000,
         runtime=15,
@@ -97,6 +103,8 @@ rule quant_qat_fakequant:
     log:
         f"{RESULTS}/logs/quant_{{arch}}_{{variant}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/quant_qat_fakequant_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=3000,
         runtime=60,
@@ -117,6 +125,8 @@ rule quant_minifloat:
     log:
         f"{RESULTS}/logs/quant_{{arch}}_{{variant}}.log",
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/quant_minifloat_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=3000,
         runtime=15,

@@ -11,6 +11,8 @@ rule metrics:
         device=_device_metrics,
     output:
         f"{RESULTS}/variants/{{arch}}/{{variant}}/metrics.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/metrics_{{arch}}_{{variant}}.tsv",
     resources:
         mem_mb=500,
         runtime=5,
