@@ -6,6 +6,7 @@
     python scripts/bench_firmware.py model.tflite --compare-fusion # also measure conv+FC unfused
     python scripts/bench_firmware.py --model-dir out/model         # already generated model.c/.h
     python scripts/bench_firmware.py model.tflite --backend serial --port /dev/ttyACM0
+    python scripts/bench_firmware.py --prune 0.9                   # a 90%-pruned TinyConv, sparse vs dense
 
 Without a model it takes results/variants/tinyconv/ptq_int8/model.tflite when the workflow has
 made it, and otherwise builds a PTQ int8 TinyConv itself (2 epochs on random data: its weights
@@ -53,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--inputs", type=Path, help=".npy of int8 inputs (N, input size); default random")
     p.add_argument("--n-inputs", type=int, default=100, help="random inputs to run (default 100)")
     p.add_argument("--bench-runs", type=int, default=10, help="timed runs for the median (default 10)")
+    p.add_argument("--prune", type=float, metavar="FRACTION",
+                   help="build a TinyConv itself (as without a model) with this fraction of its conv and dense "
+                        "weights pruned by magnitude, then PTQ int8; the sparse and dense-kernel builds are compared")
     p.add_argument("--sparse-threshold", type=float, default=0.7,
                    help="codegen: layers sparser than this use the sparse encoding (default 0.7, as the workflow)")
     p.add_argument("--no-fuse", action="store_true", help="codegen: keep CONV_2D and FULLY_CONNECTED separate")
@@ -65,6 +69,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.tflite is not None and args.model_dir is not None:
         p.error("give a .tflite or --model-dir, not both")
+    if args.prune is not None and (args.tflite is not None or args.model_dir is not None):
+        p.error("--prune builds its own model: give no .tflite or --model-dir")
+    if args.prune is not None and not 0.0 < args.prune < 1.0:
+        p.error("--prune takes a fraction in (0, 1)")
     if args.model_dir is not None and args.compare_fusion:
         p.error("--compare-fusion needs a .tflite to generate code from")
     if args.backend == "serial" and not args.port:
@@ -76,8 +84,25 @@ def parse_args(argv=None):
 # Model
 
 
-def build_default_tinyconv(path: Path, seed: int = 0) -> Path:
-    """A PTQ int8 TinyConv (49x40 features, 4 labels) after 2 epochs on random data."""
+def prune_by_magnitude(model, fraction: float, layers=("conv", "dense")) -> None:
+    """Zeroes the smallest-magnitude `fraction` of each named layer's kernel: the
+    mask tfmot's magnitude pruning ends with at that target sparsity (unstructured,
+    per layer), applied in one shot; biases are kept."""
+    for name in layers:
+        layer = model.get_layer(name)
+        w, *rest = layer.get_weights()
+        n = int(round(fraction * w.size))
+        if n:
+            order = np.argsort(np.abs(w), axis=None, kind="stable")
+            flat = w.reshape(-1).copy()
+            flat[order[:n]] = 0
+            w = flat.reshape(w.shape)
+        layer.set_weights([w, *rest])
+
+
+def build_default_tinyconv(path: Path, seed: int = 0, prune: float | None = None) -> Path:
+    """A PTQ int8 TinyConv (49x40 features, 4 labels) after 2 epochs on random data;
+    with prune, that fraction of its conv and dense kernels zeroed by magnitude first."""
     from tinymighty import convert, models, tfutil
 
     tfutil.make_deterministic(seed)
@@ -87,6 +112,8 @@ def build_default_tinyconv(path: Path, seed: int = 0) -> Path:
     model = models.build("tinyconv", (49, 40), 4)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+    if prune:
+        prune_by_magnitude(model, prune)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(convert.to_int8(model, x, 64))
     return path
@@ -195,12 +222,32 @@ def comparison(rows: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
+def sparse_vs_dense(results) -> list[str]:
+    """The sparse-encoded build against the same model with dense kernels: instructions and flash."""
+    by_name = {n: f for n, _, f in results}
+    dense = next((n for n in by_name if n.endswith("dense kernels")), None)
+    if dense is None:
+        return []
+    sparse, d = by_name[results[0][0]], by_name[dense]
+    out = ["\nsparse weights vs the dense int8 model (same weights, dense kernels):"]
+    if sparse["instructions"] and d["instructions"]:
+        out.append(f"  instructions: sparse {_n(sparse['instructions'])} vs dense {_n(d['instructions'])}: "
+                   f"{d['instructions'] / sparse['instructions']:.2f}x fewer")
+    out.append(f"  model flash:  sparse {_n(sparse['flash_model'])} B vs dense {_n(d['flash_model'])} B "
+               f"(weights {_n(sparse['weight_bytes'])} B vs {_n(d['weight_bytes'])} B); "
+               f"flash total {_n(sparse['flash_total'])} B vs {_n(d['flash_total'])} B")
+    return out
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tm-bench-") as tmp:
         work = args.work_dir or Path(tmp)
         tflite = args.tflite
-        if tflite is None and args.model_dir is None:
+        if args.prune is not None:
+            print(f"building a TinyConv pruned to {args.prune:.0%} by magnitude (2 epochs on random data)")
+            tflite = build_default_tinyconv(work / f"tinyconv_pruned{args.prune:g}_int8.tflite", prune=args.prune)
+        elif tflite is None and args.model_dir is None:
             if DEFAULT_TFLITE.is_file():
                 tflite = DEFAULT_TFLITE
             else:
@@ -248,6 +295,7 @@ def main(argv=None) -> None:
     if len(results) > 1:
         print("\nvariants of the same model:")
         print("\n".join(comparison([(n, f) for n, _, f in results])))
+        print("\n".join(sparse_vs_dense(results)))
     print(f"\npredictions: {np.bincount(m['predictions']).tolist()} per class over {len(inputs)} inputs")
     if args.json:
         args.json.write_text(json.dumps({n: {"figures": f, **{k: v for k, v in mm.items()

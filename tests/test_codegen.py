@@ -205,10 +205,16 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     assert layers["CONV_2D"]["encoding"] == layers["FULLY_CONNECTED"]["encoding"] == "sparse"
     assert layers["FULLY_CONNECTED"]["sparsity"] > 0.8
     assert {l["encoding"] for l in dense["layers"]} <= {"dense", None}
-    assert info["weight_bytes"] < 0.6 * dense["weight_bytes"]
-    assert "tm_conv2d_fc_s8_ss(" in (tmp_path / "sparse" / "model.c").read_text()  # fused, both sparse
+    # Fused, both sparse: by default only the conv outputs nonzero FC weights read are computed.
+    assert "tm_conv2d_fc_s8_sc(" in (tmp_path / "sparse" / "model.c").read_text()
+    assert info["fused"][0]["encoding"] == "sparse-taps+sparse-columns"
+    assert 0 < info["fused"][0]["live_columns"] < 4000
+    rows = codegen.generate(sparse_tinyconv, tmp_path / "rows", sparse_threshold=0.5, sparse_columns=False)
+    assert "tm_conv2d_fc_s8_ss(" in (tmp_path / "rows" / "model.c").read_text()
     unfused = codegen.generate(sparse_tinyconv, tmp_path / "unfused", sparse_threshold=0.5, fuse_conv_fc=False)
-    assert unfused["weight_bytes"] == info["weight_bytes"]
+    # Row-sparse storage is the smallest; the column form adds a few bytes per live column.
+    assert unfused["weight_bytes"] == rows["weight_bytes"] < 0.6 * dense["weight_bytes"]
+    assert rows["weight_bytes"] < info["weight_bytes"] < dense["weight_bytes"]
     assert {"tm_conv2d_sparse_s8(", "tm_fully_connected_sparse_s8("} <= set(
         re.findall(r"tm_\w+\(", (tmp_path / "unfused" / "model.c").read_text()))
     # A threshold above the layers' sparsity keeps them dense.
@@ -218,10 +224,75 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     x = _inputs(49 * 40, zero_point=info["input_zero_point"])
     expected = codegen.tflm_outputs(sparse_tinyconv, x)
     assert len(np.unique(expected, axis=0)) > 20
-    for variant in ("sparse", "unfused"):
+    for variant in ("sparse", "rows", "unfused"):
         for emulate_dsp in (False, True):
             exe = codegen.build_host(tmp_path / variant, tmp_path / f"build_{variant}", emulate_dsp=emulate_dsp)
             np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+
+
+def _magnitude_pruned_tinyconv(path: Path, sparsity) -> Path:
+    """TinyConv with its conv and dense kernels pruned by magnitude, then PTQ int8:
+    sparsity a fraction (unstructured, the smallest |w| of each kernel zeroed) or
+    "2:4" (the 2 smallest of every 4 consecutive weights along each output's inputs)."""
+    from tinymighty import models
+    _keras()
+    model = models.tiny_conv()
+    for name in ("conv", "dense"):
+        layer = model.get_layer(name)
+        w, b = layer.get_weights()
+        by_out = w.reshape(-1, w.shape[-1]).T.copy()  # [cout][k], k ordered as the kernel's inputs
+        if sparsity == "2:4":
+            blocks = by_out.reshape(by_out.shape[0], -1, 4)
+            np.put_along_axis(blocks, np.argsort(np.abs(blocks), axis=-1)[..., :2], 0, axis=-1)
+            by_out = blocks.reshape(by_out.shape)
+        else:
+            flat = by_out.reshape(-1)
+            flat[np.argsort(np.abs(flat), kind="stable")[:int(round(sparsity * flat.size))]] = 0
+        layer.set_weights([by_out.T.reshape(w.shape), b + 0.01])
+    return _to_int8_tflite(model, path, -4.0, 4.0)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.75, 0.9, 0.95, "2:4"])
+def test_pruned_tinyconv_sparse_kernels_bit_exact(tmp_path, sparsity):
+    """Magnitude-pruned TinyConv, sparse-encoded (threshold below its sparsity, so 50% and
+    2:4 use the sparse kernels too): bit-exact to TFLM on 200 inputs, host portable and
+    emulated-DSP builds, fused (column-sparse) and unfused; smaller than dense from 90%
+    (at 75% the column form of the fused kernel is a little larger than dense)."""
+    tflite = _magnitude_pruned_tinyconv(tmp_path / "pruned.tflite", sparsity)
+    target = 0.5 if sparsity == "2:4" else sparsity
+    dense = codegen.generate(tflite, tmp_path / "dense")
+    x = _inputs(49 * 40, zero_point=dense["input_zero_point"])
+    expected = codegen.tflm_outputs(tflite, x)
+    assert len(np.unique(expected, axis=0)) > 20
+    for fuse in (True, False):
+        m = _compiled(tmp_path, tflite, f"sparse_fuse{fuse}", sparse_threshold=target - 0.1, fuse_conv_fc=fuse)
+        layers = {l["op"]: l for l in m.info["layers"]}
+        for op in ("CONV_2D", "FULLY_CONNECTED"):
+            assert layers[op]["encoding"] == "sparse" and layers[op]["sparsity"] >= target - 0.01
+        assert [f["kernel"] for f in m.info["fused"]] == (["tm_conv2d_fc_s8_sc"] if fuse else [])
+        if target >= 0.9:
+            assert m.info["weight_bytes"] < dense["weight_bytes"]
+        for exe in (m.exe, m.exe_dsp):
+            np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
+                    reason="needs arm-none-eabi-gcc, qemu-system-arm and make")
+def test_pruned_tinyconv_on_qemu_smaller_than_dense(tmp_path):
+    """90%-pruned TinyConv on the emulated Cortex-M4: the column-sparse fused kernel is
+    bit-exact to TFLM and its model flash is below the dense kernels' (timing: the bench)."""
+    from tinymighty import device
+    tflite = _magnitude_pruned_tinyconv(tmp_path / "pruned.tflite", 0.9)
+    flash = {}
+    for name, threshold in (("sparse", 0.7), ("dense", None)):
+        info = codegen.generate(tflite, tmp_path / name, sparse_threshold=threshold)
+        x = _inputs(49 * 40, n=24, zero_point=info["input_zero_point"])
+        elf = device.build_firmware(tmp_path / name, tmp_path / f"build_{name}")
+        r = device.measure(elf, {"kind": "qemu", "timeout": 120}, x, n_bench=1, log_path=tmp_path / f"{name}.log")
+        np.testing.assert_array_equal(r["outputs"], codegen.tflm_outputs(tflite, x))
+        flash[name] = r["flash"]
+    assert flash["sparse"]["model"] < flash["dense"]["model"]
+    assert flash["sparse"]["total"] < flash["dense"]["total"]
 
 
 # --------------------------------------------------------------------------
@@ -231,7 +302,8 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
 def test_fusion_drops_the_conv_output_from_the_arena(tinyconv, tinyconv_unfused):
     fused, unfused = tinyconv.info, tinyconv_unfused.info
     assert fused["fused"] == [{"kernel": "tm_conv2d_fc_s8_dd", "ops": ["CONV_2D", "FULLY_CONNECTED"],
-                               "indices": [4, 6], "intermediate_bytes": 25 * 20 * 8}]
+                               "indices": [4, 6], "intermediate_bytes": 25 * 20 * 8,
+                               "encoding": "dense+dense", "weight_bytes": fused["weight_bytes"]}]
     assert unfused["fused"] == [] and unfused["fuse_conv_fc"] is False
     assert {l["kernel"] for l in fused["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == \
         {"tm_conv2d_fc_s8_dd"}
@@ -260,20 +332,24 @@ def test_odd_shapes_and_dilation_bit_exact(oddconv, oddconv_unfused, dsp, fused)
         assert oddconv.info["arena_size"] < oddconv_unfused.info["arena_size"]
 
 
-@pytest.mark.parametrize("prune, threshold, kernel", [
-    ({}, None, "tm_conv2d_fc_s8_dd"),
-    ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds"),
-    ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd"),
-    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss"),
-], ids=["dense-dense", "dense-sparse", "sparse-dense", "sparse-sparse"])
-def test_fusion_covers_every_weight_encoding_pair(tmp_path, prune, threshold, kernel):
+@pytest.mark.parametrize("prune, threshold, kernel, columns", [
+    ({}, None, "tm_conv2d_fc_s8_dd", True),
+    ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds", True),
+    ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd", True),
+    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss", False),
+    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_sc", True),
+    ({"conv": 0.75, "dense": 0.6}, 0.5, "tm_conv2d_fc_s8_sc", True),
+], ids=["dense-dense", "dense-sparse", "sparse-dense", "sparse-sparse-rows", "sparse-sparse-columns",
+        "sparse-sparse-columns-0.6"])
+def test_fusion_covers_every_weight_encoding_pair(tmp_path, prune, threshold, kernel, columns):
     tflite = _odd_model(tmp_path / "odd.tflite", prune)
     x = _inputs(99, zero_point=-64)
     expected = codegen.tflm_outputs(tflite, x)
     assert len(np.unique(expected, axis=0)) > 20
     arenas = {}
     for fuse in (True, False):
-        m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=threshold, fuse_conv_fc=fuse)
+        m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=threshold, fuse_conv_fc=fuse,
+                      sparse_columns=columns)
         arenas[fuse] = m.info["arena_size"]
         assert [f["kernel"] for f in m.info["fused"]] == ([kernel] if fuse else [])
         for exe in (m.exe, m.exe_dsp):

@@ -229,7 +229,8 @@ def live_ops(graph: Graph) -> tuple[list[Op], list[Op]]:
 # C emission helpers
 # --------------------------------------------------------------------------
 
-_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint16): "uint16_t"}
+_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint16): "uint16_t",
+            np.dtype(np.uint8): "uint8_t"}
 
 
 @dataclass
@@ -358,6 +359,7 @@ class WeightEncoding:
     arrays: list[CArray]
     fields: dict
     sparsity: float
+    matrix: np.ndarray | None = field(default=None, repr=False, compare=False)  # the [cout][k] weights
 
     @property
     def nbytes(self) -> int:
@@ -367,7 +369,7 @@ class WeightEncoding:
 def dense_weights(prefix: str, w2d: np.ndarray) -> WeightEncoding:
     """Row-major int8 [cout][k]: what the SIMD dot products stream through."""
     w = CArray(f"{prefix}_w", np.ascontiguousarray(w2d, np.int8))
-    return WeightEncoding("dense", [w], {"w": w.name}, float(np.mean(w2d == 0)))
+    return WeightEncoding("dense", [w], {"w": w.name}, float(np.mean(w2d == 0)), w2d)
 
 
 def sparse_weights(prefix: str, w2d: np.ndarray) -> WeightEncoding:
@@ -383,7 +385,7 @@ def sparse_weights(prefix: str, w2d: np.ndarray) -> WeightEncoding:
     val = w2d[rows, cols].astype(np.int8) if len(cols) else np.zeros(1, np.int8)
     arrays = [CArray(f"{prefix}_start", start), CArray(f"{prefix}_idx", idx), CArray(f"{prefix}_val", val)]
     return WeightEncoding("sparse", arrays, {"row_start": arrays[0].name, "idx": arrays[1].name,
-                                             "val": arrays[2].name}, float(np.mean(w2d == 0)))
+                                             "val": arrays[2].name}, float(np.mean(w2d == 0)), w2d)
 
 
 def encode_weights(ctx: _OpContext, w2d: np.ndarray) -> WeightEncoding:
@@ -633,14 +635,74 @@ def _fused_conv_fc(conv: Step, fc: Step) -> Step:
                 fused=[conv, fc])
 
 
-def fuse(graph: Graph, steps: list[Step]) -> list[Step]:
+def _sparse_taps(prefix: str, w2d: np.ndarray, win: dict) -> tuple[list[CArray], dict]:
+    """tm_sparse_taps_t: a sparse conv's nonzeros per output channel with each tap's
+    byte offset in the input tensor (from the window's top-left pixel) and in a
+    gathered [k_h][k_w][in_c] column."""
+    rows, cols = np.nonzero(w2d)
+    start = np.searchsorted(rows, np.arange(w2d.shape[0] + 1)).astype(np.int32)
+    in_c, k_w = win["in_c"], win["k_w"]
+    ky, rest = np.divmod(cols, k_w * in_c)
+    kx, ic = np.divmod(rest, in_c)
+    in_off = (ky * win["dil_h"] * win["in_w"] + kx * win["dil_w"]) * in_c + ic
+    pad = (lambda a: a) if len(cols) else (lambda a: np.zeros(1, a.dtype))  # C has no empty arrays
+    arrays = [CArray(f"{prefix}_start", start), CArray(f"{prefix}_val", pad(w2d[rows, cols].astype(np.int8))),
+              CArray(f"{prefix}_in_off", pad(in_off.astype(np.int32))),
+              CArray(f"{prefix}_col_off", pad(cols.astype(np.int32)))]
+    return arrays, {"row_start": arrays[0].name, "in_off": arrays[2].name, "col_off": arrays[3].name,
+                    "val": arrays[1].name}
+
+
+def _sparse_columns(prefix: str, w2d: np.ndarray) -> tuple[list[CArray], dict]:
+    """tm_sparse_cols_t: an FC's live input columns (any nonzero weight), ascending,
+    each with its nonzeros' output rows and weights."""
+    cols, rows = np.nonzero(w2d.T)  # column-major: by column, rows ascending within
+    live, cnt = np.unique(cols, return_counts=True)
+    pad = (lambda a: a) if len(cols) else (lambda a: np.zeros(1, a.dtype))
+    arrays = [CArray(f"{prefix}_fcol", pad(live.astype(np.uint16))), CArray(f"{prefix}_fcnt", pad(cnt.astype(np.uint8))),
+              CArray(f"{prefix}_frow", pad(rows.astype(np.uint8))),
+              CArray(f"{prefix}_fval", pad(w2d[rows, cols].astype(np.int8)))]
+    return arrays, {"col": arrays[0].name, "cnt": arrays[1].name, "row": arrays[2].name, "val": arrays[3].name,
+                    "n_cols": len(live)}
+
+
+def _column_fusable(conv: Step, fc: Step) -> bool:
+    """tm_conv2d_fc_s8_sc applies: both sparse, FC rows and columns within its index types."""
+    return (conv.encoding.kind == fc.encoding.kind == "sparse" and fc.struct["mm"]["cout"] <= 255
+            and fc.struct["mm"]["k"] <= 1 << 16)
+
+
+def _fused_conv_fc_columns(conv: Step, fc: Step) -> Step:
+    """Sparse conv + sparse FC as tm_conv2d_fc_s8_sc: conv taps with precomputed
+    input offsets, FC weights by live column, so that only the conv outputs some
+    nonzero FC weight reads are computed. Replaces both layers' CSR arrays."""
+    mm_conv, mm_fc = f"{_c_name(conv.op)}_mm", f"{_c_name(fc.op)}_mm"
+    cmm, fmm = conv.struct["mm"], fc.struct["mm"]
+    taps, taps_fields = _sparse_taps(_c_name(conv.op), conv.encoding.matrix, conv.struct["win"])
+    fcols, fcols_fields = _sparse_columns(_c_name(fc.op), fc.encoding.matrix)
+    rq_arrays = [a for s in (conv, fc) for a in s.arrays if all(a is not e for e in s.encoding.arrays)]
+    return Step(conv.op, "tm_conv2d_fc_s8_sc", conv.reads, fc.write, taps + fcols + rq_arrays, "tm_conv_fc_t",
+                {"win": conv.struct["win"], "conv": f"&{mm_conv}", "fc": f"&{mm_fc}"},
+                scratch=4 * fmm["cout"] + cmm["k"], macs=conv.macs + fc.macs,
+                substructs=[("tm_sparse_taps_t", mm_conv, {**taps_fields, "k": cmm["k"], "cout": cmm["cout"],
+                                                           "rq": cmm["rq"]}),
+                            ("tm_sparse_cols_t", mm_fc, {**fcols_fields, "k": fmm["k"], "cout": fmm["cout"],
+                                                         "rq": fmm["rq"]})],
+                fused=[conv, fc])
+
+
+def fuse(graph: Graph, steps: list[Step], sparse_columns: bool = True) -> list[Step]:
     """Fuses each CONV_2D whose output feeds only a FULLY_CONNECTED layer (directly or
     through RESHAPEs, as one input row) into one kernel call that multiplies every
     conv output into the FC's accumulators as soon as it is computed: the conv
     output tensor, TinyConv's largest, is never stored. Integer sums do not depend
     on their order, so the result is bit for bit the unfused one. Anything else
     (the conv output also read elsewhere, or a model output; an FC over several
-    rows; no FC at all) keeps the separate kernels."""
+    rows; no FC at all) keeps the separate kernels.
+
+    With sparse_columns, a pair whose conv and FC are both sparse-encoded gets
+    tm_conv2d_fc_s8_sc, which skips the conv outputs that only zero FC weights
+    read (see _fused_conv_fc_columns); otherwise tm_conv2d_fc_s8_ss."""
     aliases = _Aliases(steps)
     out = list(steps)
     for conv in steps:
@@ -651,7 +713,8 @@ def fuse(graph: Graph, steps: list[Step]) -> list[Step]:
             continue
         group = aliases.root(conv.write.index)
         dropped = {id(fc)} | {id(s) for s in out if s.kernel is None and aliases.root(s.reads[0].index) == group}
-        fused = _fused_conv_fc(conv, fc)
+        fused = (_fused_conv_fc_columns(conv, fc) if sparse_columns and _column_fusable(conv, fc)
+                 else _fused_conv_fc(conv, fc))
         out = [fused if s is conv else s for s in out if id(s) not in dropped]
     return out
 
@@ -798,19 +861,23 @@ def _emit_source(model_hash: str, steps: list[Step], where: dict, scratch: dict)
     return "".join(parts)
 
 
-def generate(tflite_path, out_dir, sparse_threshold: float | None = None, fuse_conv_fc: bool = True) -> dict:
+def generate(tflite_path, out_dir, sparse_threshold: float | None = None, fuse_conv_fc: bool = True,
+             sparse_columns: bool = True) -> dict:
     """Writes model.c and model.h for an int8 .tflite into out_dir; returns a summary dict.
 
     sparse_threshold: CONV_2D/FULLY_CONNECTED layers whose fraction of zero
     weights is above it store only their nonzeros (None keeps all dense).
     fuse_conv_fc: fuse CONV_2D -> (RESHAPE) -> FULLY_CONNECTED where the pattern
     holds (see fuse()); the summary's "fused" lists what was fused.
+    sparse_columns: a fused pair of sparse layers computes only the conv outputs
+    that nonzero FC weights read (tm_conv2d_fc_s8_sc); False keeps the row-sparse
+    tm_conv2d_fc_s8_ss.
     """
     path = Path(tflite_path)
     model_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     graph = read_graph(path)
     lowered = lower(path, graph, sparse_threshold)
-    steps = fuse(graph, lowered) if fuse_conv_fc else lowered
+    steps = fuse(graph, lowered, sparse_columns) if fuse_conv_fc else lowered
     fused_into = {f.op.index: s.kernel for s in steps for f in s.fused}
     where, scratch, buffers = _storage(path, graph, steps)
     arena = max(plan_memory(buffers), ARENA_ALIGN)  # C forbids zero-length arrays
@@ -836,7 +903,11 @@ def generate(tflite_path, out_dir, sparse_threshold: float | None = None, fuse_c
                     "weight_bytes": s.encoding.nbytes if s.encoding else 0} for s in lowered],
         "fuse_conv_fc": fuse_conv_fc,
         "fused": [{"kernel": s.kernel, "ops": [f.op.name for f in s.fused],
-                   "indices": [f.op.index for f in s.fused], "intermediate_bytes": s.fused[0].write.size}
+                   "indices": [f.op.index for f in s.fused], "intermediate_bytes": s.fused[0].write.size,
+                   "encoding": "sparse-taps+sparse-columns" if s.kernel == "tm_conv2d_fc_s8_sc"
+                   else "+".join(f.encoding.kind for f in s.fused),
+                   "weight_bytes": sum(a.nbytes for a in s.arrays),
+                   **({"live_columns": s.substructs[1][2]["n_cols"]} if s.kernel == "tm_conv2d_fc_s8_sc" else {})}
                   for s in steps if s.fused],
         "arena_size": arena,
         "activation_bytes": sum(b.size for b in buffers),  # what the arena would be without sharing

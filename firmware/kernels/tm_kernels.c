@@ -586,6 +586,78 @@ void tm_conv2d_fc_s8_ss(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, in
     conv_driver(&p->win, c->k, c->cout, c, sparse_cols, in, out, scratch, &sink);
 }
 
+/* One output channel from its n nonzero taps: src[off[j]] is tap j's input byte. */
+static inline int32_t taps_dot(const int8_t *val, const int32_t *off, int32_t n, const int8_t *src, int32_t acc)
+{
+    const int8_t *end = val + (n & ~1);
+    for (; val != end; val += 2, off += 2) {
+        acc += (int32_t)val[0] * src[off[0]];
+        acc += (int32_t)val[1] * src[off[1]];
+    }
+    if (n & 1) {
+        acc += (int32_t)val[0] * src[off[0]];
+    }
+    return acc;
+}
+
+/*
+ * Sparse conv fused with a column-sparse FC. Only the conv outputs some nonzero
+ * FC weight reads are computed (the live columns, in NHWC order, so a pixel's
+ * channels come together): each is its channel's nonzero taps read straight
+ * from the input (interior windows) or from the window gathered with padding
+ * (border windows, once per pixel), requantised exactly as the conv alone does,
+ * and multiplied into the FC accumulators of its column's nonzeros. Skipped
+ * outputs meet only zero weights, so every FC sum is unchanged.
+ * Scratch: fc_cout int32 accumulators, then a k-byte column.
+ */
+void tm_conv2d_fc_s8_sc(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    const tm_window_t g = p->win; /* local copies: int8 stores cannot alias them */
+    const tm_sparse_taps_t *cv = (const tm_sparse_taps_t *)p->conv;
+    const tm_sparse_cols_t *fc = (const tm_sparse_cols_t *)p->fc;
+    const tm_requant_t rq = cv->rq;
+    const int32_t cout = cv->cout, fc_cout = fc->cout, n_cols = fc->n_cols;
+    const int32_t *start = cv->row_start, *in_off = cv->in_off, *col_off = cv->col_off;
+    const int8_t *cval = cv->val, *fval = fc->val;
+    const uint16_t *cols = fc->col;
+    const uint8_t *cnt = fc->cnt, *rows = fc->row;
+    int8_t *col = scratch + 4 * fc_cout;
+    const int8_t *src = in;
+    const int32_t *off = in_off;
+    int32_t y_lo, y_hi, x_lo, x_hi, i, n, pix = -1;
+    interior(g.pad_h, g.stride_h, (g.k_h - 1) * g.dil_h + 1, g.in_h, g.out_h, &y_lo, &y_hi);
+    interior(g.pad_w, g.stride_w, (g.k_w - 1) * g.dil_w + 1, g.in_w, g.out_w, &x_lo, &x_hi);
+    for (i = 0; i < fc_cout; i++) {
+        store32(scratch + 4 * i, fc->rq.bias[i]);
+    }
+    for (n = 0; n < n_cols; n++) {
+        const int32_t j = cols[n], pj = j / cout, c = j - pj * cout;
+        int32_t acc, x, m;
+        if (pj != pix) {
+            const int32_t oy = pj / g.out_w, ox = pj - oy * g.out_w;
+            const int32_t iy0 = oy * g.stride_h - g.pad_h, ix0 = ox * g.stride_w - g.pad_w;
+            pix = pj;
+            if (oy >= y_lo && oy < y_hi && ox >= x_lo && ox < x_hi) {
+                src = in + (iy0 * g.in_w + ix0) * g.in_c;
+                off = in_off;
+            } else {
+                gather_border(&g, in, iy0, ix0, col);
+                src = col;
+                off = col_off;
+            }
+        }
+        acc = taps_dot(cval + start[c], off + start[c], start[c + 1] - start[c], src, rq.bias[c]);
+        x = requant(&rq, c, acc);
+        for (m = *cnt++; m > 0; m--) {
+            int8_t *a = scratch + 4 * *rows++;
+            store32(a, load32(a) + (int32_t)*fval++ * x);
+        }
+    }
+    for (i = 0; i < fc_cout; i++) {
+        out[i] = requant_cold(&fc->rq, i, load32(scratch + 4 * i));
+    }
+}
+
 /*
  * Four adjacent channels (depth multiplier 1) over all taps of one window:
  * channels are contiguous in NHWC and in the [tap][channel] weights, so one

@@ -37,6 +37,7 @@ extern "C" {
  *                   windows that cross the border are padded there, not the input)
  *   tm_conv2d_fc_s8_*: 4 * fc_cout (8 * fc_cout with sparse FC weights), then
  *                   2 * k, then 2 * cout (cout: conv output channels)
+ *   tm_conv2d_fc_s8_sc: 4 * fc_cout, then k
  *   tm_dwconv2d_s8: k_h * k_w * in_c
  */
 
@@ -125,6 +126,42 @@ typedef struct {
     const void *fc;
 } tm_conv_fc_t;
 
+/*
+ * Sparse convolution taps for tm_conv2d_fc_s8_sc: per output channel c, the
+ * nonzero weights val[j] for j in [row_start[c], row_start[c + 1]), each with
+ * two precomputed byte offsets of its input: in_off[j] from the window's
+ * top-left input pixel in the input tensor itself (interior windows are read in
+ * place, nothing copied), col_off[j] in a gathered [k_h][k_w][in_c] column
+ * (border windows, padded with the input zero point).
+ */
+typedef struct {
+    const int32_t *row_start;  /* cout + 1 entries */
+    const int32_t *in_off;
+    const int32_t *col_off;
+    const int8_t *val;
+    int32_t k;
+    int32_t cout;
+    tm_requant_t rq;
+} tm_sparse_taps_t;
+
+/*
+ * Sparse FULLY_CONNECTED weights by input column, for the fused kernel: only
+ * the n_cols columns with a nonzero weight ("live" columns, ascending), each
+ * with cnt[i] nonzeros: output row row[j] and weight val[j]. A conv output
+ * whose FC column is all zero contributes nothing to any FC sum, so the fused
+ * kernel does not compute it at all.
+ */
+typedef struct {
+    const uint16_t *col;
+    const uint8_t *cnt;
+    const uint8_t *row;
+    const int8_t *val;
+    int32_t n_cols;
+    int32_t k;
+    int32_t cout;      /* <= 256 */
+    tm_requant_t rq;
+} tm_sparse_cols_t;
+
 typedef struct {
     tm_window_t win;  /* k_h/k_w are the pool size; in_zp unused */
     int32_t act_min, act_max;
@@ -156,6 +193,9 @@ void tm_conv2d_fc_s8_dd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, in
 void tm_conv2d_fc_s8_ds(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_conv2d_fc_s8_sd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_conv2d_fc_s8_ss(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+/* Fused, conv weights tm_sparse_taps_t and FC weights tm_sparse_cols_t: only the
+ * conv outputs a nonzero FC weight reads are computed, each from its nonzero taps. */
+void tm_conv2d_fc_s8_sc(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_avg_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out);
 void tm_max_pool_s8(const tm_pool_t *p, const int8_t *in, int8_t *out);
 void tm_add_s8(const tm_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
