@@ -39,5 +39,5 @@ def first_model_c():
     """The generated C of the PTQ int8 model, shown in the report as 'the model as a C array'."""
     if not config["firmware"]["enabled"]:
         return []
-    arch = config["train"]["architectures"][0]
+    arch = V.model_ids(config)[0]
     return [f"{RESULTS}/firmware/{arch}/{V.PTQ_INT8}/model/model.c"]

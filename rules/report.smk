@@ -24,8 +24,8 @@ rule report:
     input:
         index=f"{RESULTS}/data/index.json",
         test_features=f"{RESULTS}/features/testing.npz",
-        sizes=expand(f"{RESULTS}/models/{{arch}}/size.json", arch=config["train"]["architectures"]),
-        histories=expand(f"{RESULTS}/models/{{arch}}/history.csv", arch=config["train"]["architectures"]),
+        sizes=expand(f"{RESULTS}/models/{{arch}}/size.json", arch=V.model_ids(config)),
+        histories=expand(f"{RESULTS}/models/{{arch}}/history.csv", arch=V.model_ids(config)),
         metrics=all_metrics(),
         model_c=first_model_c(),
     output:

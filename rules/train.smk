@@ -9,8 +9,8 @@ rule train:
         model=f"{RESULTS}/models/{{arch}}/float.h5",
         history=f"{RESULTS}/models/{{arch}}/history.csv",
     params:
-        train={k: v for k, v in config["train"].items() if k != "architectures"},
-        seed=config["seed"],
+        train={k: v for k, v in config["train"].items() if k not in ("architectures", "seeds")},
+        seed=lambda w: V.parse_model_id(w.arch, config["seed"])[1],
     log:
         f"{RESULTS}/logs/train_{{arch}}.log",
     threads: 1

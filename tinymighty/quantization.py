@@ -645,7 +645,9 @@ def report_context(rows, config, figs):
     thr = float(q["cliff_points"])
     out = {"quant_rows": [], "quant_figs": {}, "quant_cliffs": {}, "quant_checks": {},
            "quant_threshold": thr, "quant_settings": q}
-    for arch in config["train"]["architectures"]:
+    from .variants import model_ids
+
+    for arch in model_ids(config):
         arows = [r for r in rows if r["arch"] == arch]
         base = next((r for r in arows if r["variant"] == "float"), None)
         if base is None:

@@ -175,7 +175,9 @@ def build_context(inputs, config, figs):
     """Everything the template shows, computed from the workflow's result files."""
     index = read_json(inputs["index"])
     labels = index["labels"]
-    archs = config["train"]["architectures"]
+    from .variants import model_ids
+
+    archs = model_ids(config)
     sizes = {a: read_json(p) for a, p in zip(archs, inputs["sizes"])}
     hosts = [read_json(p) for p in inputs["metrics"]]
     ctx = {"title": config["report"]["title"], "config": config, "labels": labels, "counts": index["counts"],

@@ -57,11 +57,13 @@ def fit(model, train, val, epochs, batch_size, learning_rate, checkpoint, histor
 
 def train_float(arch, train_npz, val_npz, model_out, history_csv, cfg, seed, log=print):
     from . import models
+    from .variants import parse_model_id
 
     make_deterministic(seed)
     train, val = load_split(train_npz), load_split(val_npz)
     num_labels = int(max(train[1].max(), val[1].max())) + 1
-    model = models.build(arch, train[0].shape[1:], num_labels)
+    # A model id names the architecture and, for extra training seeds, the seed: tinyconv_s7.
+    model = models.build(parse_model_id(arch, seed)[0], train[0].shape[1:], num_labels)
     log(f"[train] {arch}: {model.count_params()} parameters, {len(train[0])} training examples")
     weights = Path(str(model_out) + ".weights.h5")
     fit(model, train, val, cfg["epochs"], cfg["batch_size"], cfg["learning_rate"], weights, history_csv,

@@ -42,8 +42,21 @@ def variants_for(config, arch):
     return out
 
 
+def model_ids(config):
+    """One trained model per architecture and training seed: `tinyconv` trains with the global seed,
+    `tinyconv_s7` with extra seed 7 (train.seeds), each with its own full variant grid."""
+    archs = config["train"]["architectures"]
+    return list(archs) + [f"{a}_s{s}" for s in config["train"].get("seeds", []) for a in archs]
+
+
+def parse_model_id(model_id, default_seed):
+    """`tinyconv_s7` -> ("tinyconv", 7); `tinyconv` -> ("tinyconv", default_seed)."""
+    m = re.fullmatch(r"(.+)_s(\d+)", model_id)
+    return (m.group(1), int(m.group(2))) if m else (model_id, default_seed)
+
+
 def grid(config):
-    return [v for arch in config["train"]["architectures"] for v in variants_for(config, arch)]
+    return [v for model in model_ids(config) for v in variants_for(config, model)]
 
 
 def name_regex(variants):
