@@ -38,6 +38,7 @@ rule prepare:
         f"{RESULTS}/logs/prepare.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare.tsv",
+    threads: 1
     resources:
         mem_mb=500,
         runtime=10,

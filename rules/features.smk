@@ -16,6 +16,7 @@ rule features:
         f"{RESULTS}/logs/features_{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/features_{{split}}.tsv",
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=30,

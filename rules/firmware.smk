@@ -23,6 +23,7 @@ rule codegen:
         variant=INT8_VARIANTS,
     benchmark:
         f"{RESULTS}/benchmarks/codegen_{{arch}}_{{variant}}.tsv",
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
@@ -41,6 +42,7 @@ rule firmware_build:
         variant=INT8_VARIANTS,
     benchmark:
         f"{RESULTS}/benchmarks/firmware_build_{{arch}}_{{variant}}.tsv",
+    threads: 1
     resources:
         mem_mb=500,
         runtime=10,
@@ -70,6 +72,7 @@ rule device:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.log",
     benchmark:
         f"{RESULTS}/benchmarks/device_{{arch}}_{{variant}}.tsv",
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=20,

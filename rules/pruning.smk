@@ -40,6 +40,7 @@ rule prune_unstructured:
         f"{RESULTS}/logs/prune_{{arch}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune_{{arch}}_{{variant}}.tsv"
+    threads: 1
     resources:
         # Measured on the default config: ~1.0 GB max RSS, <= 2 min on a loaded 2-core machine.
         mem_mb=1500,
@@ -61,6 +62,7 @@ rule prune_structured:
         f"{RESULTS}/logs/prune_{{arch}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune_{{arch}}_{{variant}}.tsv"
+    threads: 1
     resources:
         # Measured on the default config: ~1.0 GB max RSS, <= 2 min on a loaded 2-core machine.
         mem_mb=1500,
@@ -82,6 +84,7 @@ rule prune_2by4:
         f"{RESULTS}/logs/prune_{{arch}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune_{{arch}}_{{variant}}.tsv"
+    threads: 1
     resources:
         # Measured on the default config: ~1.0 GB max RSS, <= 2 min on a loaded 2-core machine.
         mem_mb=1500,
@@ -103,6 +106,7 @@ rule prune_qat:
         f"{RESULTS}/logs/prune_{{arch}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune_{{arch}}_{{variant}}.tsv"
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=20,

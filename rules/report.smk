@@ -13,6 +13,7 @@ rule metrics:
         f"{RESULTS}/variants/{{arch}}/{{variant}}/metrics.json",
     benchmark:
         f"{RESULTS}/benchmarks/metrics_{{arch}}_{{variant}}.tsv",
+    threads: 1
     resources:
         mem_mb=500,
         runtime=5,
@@ -38,6 +39,7 @@ rule report:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=15,

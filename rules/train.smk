@@ -30,6 +30,7 @@ rule size:
         f"{RESULTS}/models/{{arch}}/size.json",
     benchmark:
         f"{RESULTS}/benchmarks/size_{{arch}}.tsv",
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,

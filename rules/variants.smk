@@ -9,6 +9,7 @@ rule convert_float:
         info=f"{RESULTS}/variants/{{arch}}/float/info.json",
     benchmark:
         f"{RESULTS}/benchmarks/convert_float_{{arch}}.tsv",
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
@@ -27,6 +28,7 @@ rule convert_ptq_int8:
         samples=config["train"]["representative_samples"],
     benchmark:
         f"{RESULTS}/benchmarks/convert_ptq_int8_{{arch}}.tsv",
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
@@ -57,6 +59,7 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate_{{arch}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_{{arch}}_{{variant}}.tsv",
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=15,
