@@ -11,9 +11,10 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 validate(config, "rules/schema/config.schema.yaml")
 
-from tinymighty.config import check_config
+from tinymighty.config import check_config, sort_keys
 
 check_config(config)
+sort_keys(config)
 
 
 include: "rules/common.smk"

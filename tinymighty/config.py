@@ -6,6 +6,20 @@ class ConfigError(ValueError):
     pass
 
 
+def sort_keys(config) -> None:
+    """Order every mapping's keys, in place. Snakemake compares params by their text, so without this a
+    config file that only lists the same keys in another order would rerun jobs."""
+    if isinstance(config, dict):
+        items = sorted(config.items())
+        config.clear()
+        config.update(items)
+        for value in config.values():
+            sort_keys(value)
+    elif isinstance(config, list):
+        for value in config:
+            sort_keys(value)
+
+
 def check_config(config) -> None:
     data = config["data"]
     if data["source"] == "speech_commands":

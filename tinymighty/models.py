@@ -8,7 +8,7 @@ def tiny_conv(input_shape=(49, 40), num_labels=4, dropout=0.5, filters=8, name="
     """TinyConv as in the seed: Conv2D 8@10x8 stride 2 SAME, ReLU, Dropout, Dense, softmax."""
     L = tf_keras.layers
     inp = L.Input(shape=tuple(input_shape), name="features")
-    x = L.Reshape(tuple(input_shape) + (1,))(inp)
+    x = L.Reshape(tuple(input_shape) + (1,), name="reshape")(inp)
     x = L.Conv2D(filters, (10, 8), strides=(2, 2), padding="same", activation="relu", name="conv")(x)
     x = L.Dropout(dropout, name="dropout")(x)
     x = L.Flatten(name="flatten")(x)
@@ -21,7 +21,7 @@ def ds_cnn(input_shape=(49, 40), num_labels=4, dropout=0.2, filters=64, blocks=4
     """Small depthwise-separable CNN (Hello Edge style) for comparison with TinyConv."""
     L = tf_keras.layers
     inp = L.Input(shape=tuple(input_shape), name="features")
-    x = L.Reshape(tuple(input_shape) + (1,))(inp)
+    x = L.Reshape(tuple(input_shape) + (1,), name="reshape")(inp)
     x = L.Conv2D(filters, (10, 4), strides=(2, 2), padding="same", activation="relu", name="conv0")(x)
     for i in range(blocks):
         x = L.DepthwiseConv2D((3, 3), padding="same", activation="relu", name=f"dw{i}")(x)
