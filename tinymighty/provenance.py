@@ -58,6 +58,13 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+def read_results(path):
+    """A results file without its provenance block, for nesting in another results file (which carries its own)."""
+    data = read_json(path)
+    data.pop("provenance", None)
+    return data
+
+
 def _jsonable(x):
     import numpy as np
 

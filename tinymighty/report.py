@@ -1,6 +1,5 @@
 """The study report: figures (matplotlib), one Jinja2 HTML page, and the same page as PDF (WeasyPrint)."""
 import csv
-import html
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +111,7 @@ def confusion_figure(figs, name, cm, labels):
     return figs.save(fig, f"confusion_{name.replace('/', '_')}")
 
 
-def scatter_figure(figs, name, points, xkey, xlabel, title, logx=False, max_labels=12):
+def scatter_figure(figs, name, points, xkey, xlabel, title, max_labels=12):
     """Accuracy against one cost axis: one colour per variant family, labels while they stay readable."""
     plt = figs.plt
     points = [p for p in points if p.get(xkey) is not None]
@@ -125,8 +124,6 @@ def scatter_figure(figs, name, points, xkey, xlabel, title, logx=False, max_labe
         for p in points:
             ax.annotate(p["label"], (p[xkey], 100 * p["accuracy"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
-    if logx:
-        ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7, title="family", title_fontsize=7, loc="best")
     return figs.save(fig, name)
@@ -247,7 +244,6 @@ def build_context(inputs, config, figs):
             ctx.update(hook(rows, config, figs))
     if inputs.get("model_c"):
         ctx["model_c_excerpt"] = c_excerpt(Path(inputs["model_c"]).read_text())
-    ctx["esc"] = html.escape
     return ctx
 
 

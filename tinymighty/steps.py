@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import read_json, write_json
+from .provenance import read_json, read_results, write_json
 from .runlog import make_log
 
 
@@ -101,9 +101,7 @@ def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_p
     float_pred = np.load(float_predictions) if float_predictions else None
     content = Path(model_tflite).read_bytes()
     res, pred, outputs = evaluate_tflite(content, x, y, labels, float_pred=float_pred, latency_runs=latency_runs)
-    info = read_json(info_json)
-    info.pop("provenance", None)
-    res.update(info)
+    res.update(read_results(info_json))
     res.update(arch=arch, variant=variant, deployable=bool("tflm" in res))
     log(f"{arch}/{variant}: accuracy {res['accuracy']:.4f} on {res['n']} test clips, "
         f"{res['tflite_bytes']} bytes" + (f", TFLM bit-exact {res['tflm']['bitexact']}" if "tflm" in res else ""))
@@ -139,7 +137,7 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
 
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
-    gen = read_json(codegen_json)
+    gen = read_results(codegen_json)
     # The generated model's own input quantization: no TensorFlow import needed in this job.
     inp = {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])}
     xq = quantize_input(x[:n], inp).reshape(n, -1)
@@ -161,7 +159,7 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
         "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
         | {"runs": timing["n"], "unit": timing["unit"]},
         "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
-        "codegen": {k: v for k, v in gen.items() if k != "provenance"},
+        "codegen": gen,
     }
     if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
@@ -189,10 +187,7 @@ def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_pat
 
 def metrics_step(host_json, device_json, out_json, config=None):
     """The one machine-readable record per variant: host evaluation plus, for deployed variants, the device."""
-    metrics = read_json(host_json)
-    metrics.pop("provenance", None)
+    metrics = read_results(host_json)
     if device_json:
-        device = read_json(device_json)
-        device.pop("provenance", None)
-        metrics["device"] = device
+        metrics["device"] = read_results(device_json)
     write_json(out_json, metrics, config)
