@@ -5,6 +5,7 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+
 # The embedded default, found next to this Snakefile wherever --directory points; --configfile layers on top.
 configfile: os.path.join(workflow.basedir, "config.yaml")
 

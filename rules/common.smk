@@ -1,20 +1,27 @@
-# Shared helpers for all rule files: the variant grid and path conventions.
+# Shared by all rule files. The variant grid, path conventions, and the functions of wildcards that rules
+# use for inputs, params and resources (the rule files themselves hold only rules).
 #
 # Resources: every rule declares mem_mb and runtime (minutes), sized from the peak RSS and wall time in
 # results/benchmarks/*.tsv of the default and tiny runs with about 2x headroom; TensorFlow jobs peak near
 # 1 GB, feature extraction near 2 GB. Rules are single-threaded (TF runs with 1 intra/inter-op thread for
 # determinism), so threads stay at 1, except dataset synthesis, which runs espeak-ng processes in parallel.
-from tinymighty import variants as V
+from tinymighty import variant as V, studies
+from tinymighty.pruning import grid as P
+from tinymighty.quantization import grid as Q
 
 SPLITS = ["training", "validation", "testing"]
 RESULTS = "results"
-GRID = V.grid(config)
+GRID = studies.grid(config)
 TFLITE_VARIANTS = V.name_regex([v for v in GRID if v.tflite])
 INT8_VARIANTS = V.name_regex([v for v in GRID if v.int8])
+PRUNE_SPECS = P.specs(config)
+PRUNE_VARIANTS = V.name_regex([v for v in GRID if v.family in P.FAMILIES])
+# Fake-quant-only variants that are not fine-tuned: n-bit PTQ the converter cannot express, and minifloat.
+QUANT_FAKEQUANT = "|".join(Q.rule_regex(config, kind) for kind in ("ptq_fakequant", "minifloat"))
 
 
 wildcard_constraints:
-    split="training|validation|testing",
+    split="|".join(SPLITS),
     arch="[a-z][a-z0-9_]*",
     variant="[a-z][a-z0-9_]*",
 
@@ -41,3 +48,57 @@ def first_model_c():
         return []
     arch = V.model_ids(config)[0]
     return [f"{RESULTS}/firmware/{arch}/{V.PTQ_INT8}/model/model.c"]
+
+
+# ---- functions of wildcards (w) -------------------------------------------------------------------------
+
+
+def augment_settings(w):
+    """features: only the training split is augmented, so only it depends on the augment settings."""
+    return config["augment"] if w.split == "training" else {}
+
+
+def train_seed(w):
+    """train: `tinyconv_s7` trains with seed 7, `tinyconv` with the global seed."""
+    return V.parse_model_id(w.arch, config["seed"])[1]
+
+
+def float_predictions(w):
+    """evaluate: every variant but float itself is compared with the float model's predictions."""
+    return [] if w.variant == V.FLOAT else [f"{variant_dir(w.arch, V.FLOAT)}/predictions.npy"]
+
+
+def quant_inputs(w):
+    """quant_*: the float model and the test set always; training clips to calibrate on (all but minifloat);
+    validation clips for QAT fine-tuning."""
+    spec = Q.spec(config, w.variant)
+    inputs = {
+        "model": f"{RESULTS}/models/{w.arch}/float.h5",
+        "test": f"{RESULTS}/features/testing.npz",
+        "float_predictions": f"{variant_dir(w.arch, V.FLOAT)}/predictions.npy",
+    }
+    if spec.scheme != "minifloat":
+        inputs["train"] = f"{RESULTS}/features/training.npz"
+    if spec.method == "qat":
+        inputs["val"] = f"{RESULTS}/features/validation.npz"
+    return inputs
+
+
+def quant_params(w):
+    """quant_*: exactly the settings of this one variant, so editing one reruns only what it affects."""
+    return Q.job_params(config, w.variant)
+
+
+def prune_spec(w):
+    return PRUNE_SPECS[w.variant]
+
+
+def prune_runtime(w):
+    """prune: ~1.0 GB max RSS and <= 2 min per job on a loaded 2-core machine (default config); pruning-
+    preserving QAT fine-tunes twice."""
+    return 20 if PRUNE_SPECS[w.variant]["family"] == P.FAMILY_PQAT else 15
+
+
+def device_metrics(w):
+    """metrics: the device measurement, for the variants deployed to the device."""
+    return [device_path(w.arch, w.variant)] if has_device(w.arch, w.variant) else []

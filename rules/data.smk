@@ -4,6 +4,14 @@
 rule dataset:
     output:
         directory(f"{RESULTS}/data/dataset"),
+    log:
+        f"{RESULTS}/logs/dataset.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset.tsv"
+    threads: 2
+    resources:
+        mem_mb=1000,
+        runtime=60,
     params:
         source=config["data"]["source"],
         path=config["data"].get("path"),
@@ -12,14 +20,6 @@ rule dataset:
         synthetic=config["data"].get("synthetic", {}),
         splits={k: config["data"].get(k, 10) for k in ("validation_percentage", "testing_percentage")},
         seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/dataset.log",
-    threads: 2
-    benchmark:
-        f"{RESULTS}/benchmarks/dataset.tsv",
-    resources:
-        mem_mb=1000,
-        runtime=60,
     script:
         "../scripts/dataset.py"
 
@@ -29,18 +29,20 @@ rule prepare:
         f"{RESULTS}/data/dataset",
     output:
         f"{RESULTS}/data/index.json",
-    params:
-        wanted_words=config["data"]["wanted_words"],
-        percentages={k: config["data"].get(k, 10) for k in
-                     ("validation_percentage", "testing_percentage", "silence_percentage", "unknown_percentage")},
-        seed=config["seed"],
     log:
         f"{RESULTS}/logs/prepare.log",
     benchmark:
-        f"{RESULTS}/benchmarks/prepare.tsv",
+        f"{RESULTS}/benchmarks/prepare.tsv"
     threads: 1
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        wanted_words=config["data"]["wanted_words"],
+        percentages={
+            k: config["data"].get(k, 10)
+            for k in ("validation_percentage", "testing_percentage", "silence_percentage", "unknown_percentage")
+        },
+        seed=config["seed"],
     script:
         "../scripts/prepare.py"

@@ -3,30 +3,34 @@
 from pathlib import Path
 
 FIRMWARE_SOURCES = sorted(
-    str(p) for p in Path(workflow.basedir, "firmware").rglob("*")
+    str(p)
+    for p in Path(workflow.basedir, "firmware").rglob("*")
     if p.is_file() and (p.suffix in {".c", ".h", ".ld", ".mk"} or p.name == "Makefile")
 )
+# The code generator is code the C depends on: a change to it must regenerate every model.
+CODEGEN_SOURCES = sorted(str(p) for p in Path(workflow.basedir, "tinymighty", "codegen").rglob("*.py"))
 
 
 rule codegen:
     input:
         model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
-        # The generator is code the C depends on: a change to it must regenerate every model.
-        generator=str(Path(workflow.basedir, "tinymighty", "codegen.py")),
+        generator=CODEGEN_SOURCES,
     output:
         c=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.c",
         h=f"{RESULTS}/firmware/{{arch}}/{{variant}}/model/model.h",
         info=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
-    params:
-        sparse_threshold=config["firmware"]["sparse_threshold"],
+    log:
+        f"{RESULTS}/logs/codegen_{{arch}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/codegen_{{arch}}_{{variant}}.tsv"
     wildcard_constraints:
         variant=INT8_VARIANTS,
-    benchmark:
-        f"{RESULTS}/benchmarks/codegen_{{arch}}_{{variant}}.tsv",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        sparse_threshold=config["firmware"]["sparse_threshold"],
     script:
         "../scripts/codegen.py"
 
@@ -38,10 +42,12 @@ rule firmware_build:
         sources=FIRMWARE_SOURCES,
     output:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/build/firmware.elf",
+    log:
+        f"{RESULTS}/logs/firmware_build_{{arch}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/firmware_build_{{arch}}_{{variant}}.tsv"
     wildcard_constraints:
         variant=INT8_VARIANTS,
-    benchmark:
-        f"{RESULTS}/benchmarks/firmware_build_{{arch}}_{{variant}}.tsv",
     threads: 1
     resources:
         mem_mb=500,
@@ -59,25 +65,25 @@ rule device:
         codegen=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
     output:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.json",
-    params:
-        backend=config["firmware"]["backend"],
-        port=config["firmware"]["port"],
-        baudrate=config["firmware"]["baudrate"],
-        accuracy_inputs=config["firmware"]["accuracy_inputs"],
-        bench_runs=config["firmware"]["bench_runs"],
-    wildcard_constraints:
-        variant=INT8_VARIANTS,
     log:
         # The raw device transcript: kept even when the job fails.
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.log",
     benchmark:
-        f"{RESULTS}/benchmarks/device_{{arch}}_{{variant}}.tsv",
+        f"{RESULTS}/benchmarks/device_{{arch}}_{{variant}}.tsv"
+    wildcard_constraints:
+        variant=INT8_VARIANTS,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
         # One board can only run one session at a time; QEMU instances are independent.
         device=lambda w: 1 if config["firmware"]["backend"] == "serial" else 0,
+    params:
+        backend=config["firmware"]["backend"],
+        port=config["firmware"]["port"],
+        baudrate=config["firmware"]["baudrate"],
+        accuracy_inputs=config["firmware"]["accuracy_inputs"],
+        bench_runs=config["firmware"]["bench_runs"],
     script:
         "../scripts/device.py"
 

@@ -1,18 +1,16 @@
 # Stage 6: one metrics.json per variant, then the HTML + PDF report over all of them, plus a CSV summary.
 
 
-def _device_metrics(w):
-    return [device_path(w.arch, w.variant)] if has_device(w.arch, w.variant) else []
-
-
 rule metrics:
     input:
         host=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
-        device=_device_metrics,
+        device=device_metrics,
     output:
         f"{RESULTS}/variants/{{arch}}/{{variant}}/metrics.json",
+    log:
+        f"{RESULTS}/logs/metrics_{{arch}}_{{variant}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/metrics_{{arch}}_{{variant}}.tsv",
+        f"{RESULTS}/benchmarks/metrics_{{arch}}_{{variant}}.tsv"
     threads: 1
     resources:
         mem_mb=500,
@@ -33,16 +31,20 @@ rule report:
         html=report(f"{RESULTS}/report.html", caption="../report/captions/report.rst", category="Report"),
         pdf=f"{RESULTS}/report.pdf",
         csv=report(f"{RESULTS}/summary.csv", caption="../report/captions/summary.rst", category="Report"),
-        figures=report(directory(f"{RESULTS}/report_files"), patterns=["{name}.png"],
-                       caption="../report/captions/figures.rst", category="Figures"),
+        figures=report(
+            directory(f"{RESULTS}/report_files"),
+            patterns=["{name}.png"],
+            caption="../report/captions/figures.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
         runtime=15,
-    localrule: True
     script:
         "../scripts/report.py"

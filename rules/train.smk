@@ -8,17 +8,17 @@ rule train:
     output:
         model=f"{RESULTS}/models/{{arch}}/float.h5",
         history=f"{RESULTS}/models/{{arch}}/history.csv",
-    params:
-        train={k: v for k, v in config["train"].items() if k not in ("architectures", "seeds")},
-        seed=lambda w: V.parse_model_id(w.arch, config["seed"])[1],
     log:
         f"{RESULTS}/logs/train_{{arch}}.log",
-    threads: 1
     benchmark:
-        f"{RESULTS}/benchmarks/train_{{arch}}.tsv",
+        f"{RESULTS}/benchmarks/train_{{arch}}.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        train={k: v for k, v in config["train"].items() if k not in ("architectures", "seeds")},
+        seed=train_seed,
     script:
         "../scripts/train.py"
 
@@ -28,8 +28,10 @@ rule size:
         f"{RESULTS}/models/{{arch}}/float.h5",
     output:
         f"{RESULTS}/models/{{arch}}/size.json",
+    log:
+        f"{RESULTS}/logs/size_{{arch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/size_{{arch}}.tsv",
+        f"{RESULTS}/benchmarks/size_{{arch}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

@@ -7,8 +7,10 @@ rule convert_float:
     output:
         model=f"{RESULTS}/variants/{{arch}}/float/model.tflite",
         info=f"{RESULTS}/variants/{{arch}}/float/info.json",
+    log:
+        f"{RESULTS}/logs/convert_float_{{arch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/convert_float_{{arch}}.tsv",
+        f"{RESULTS}/benchmarks/convert_float_{{arch}}.tsv"
     threads: 1
     resources:
         mem_mb=1500,
@@ -24,20 +26,18 @@ rule convert_ptq_int8:
     output:
         model=f"{RESULTS}/variants/{{arch}}/ptq_int8/model.tflite",
         info=f"{RESULTS}/variants/{{arch}}/ptq_int8/info.json",
-    params:
-        samples=config["train"]["representative_samples"],
+    log:
+        f"{RESULTS}/logs/convert_ptq_int8_{{arch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/convert_ptq_int8_{{arch}}.tsv",
+        f"{RESULTS}/benchmarks/convert_ptq_int8_{{arch}}.tsv"
     threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
+    params:
+        samples=config["train"]["representative_samples"],
     script:
         "../scripts/convert_ptq_int8.py"
-
-
-def _float_predictions(w):
-    return [] if w.variant == V.FLOAT else [f"{variant_dir(w.arch, V.FLOAT)}/predictions.npy"]
 
 
 rule evaluate:
@@ -46,22 +46,22 @@ rule evaluate:
         info=f"{RESULTS}/variants/{{arch}}/{{variant}}/info.json",
         test=f"{RESULTS}/features/testing.npz",
         index=f"{RESULTS}/data/index.json",
-        float_predictions=_float_predictions,
+        float_predictions=float_predictions,
     output:
         metrics=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
         predictions=f"{RESULTS}/variants/{{arch}}/{{variant}}/predictions.npy",
         outputs=f"{RESULTS}/variants/{{arch}}/{{variant}}/outputs.npy",
-    params:
-        latency_runs=config["evaluate"]["latency_runs"],
-    wildcard_constraints:
-        variant=TFLITE_VARIANTS,
     log:
         f"{RESULTS}/logs/evaluate_{{arch}}_{{variant}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_{{arch}}_{{variant}}.tsv",
+        f"{RESULTS}/benchmarks/evaluate_{{arch}}_{{variant}}.tsv"
+    wildcard_constraints:
+        variant=TFLITE_VARIANTS,
     threads: 1
     resources:
         mem_mb=1500,
         runtime=15,
+    params:
+        latency_runs=config["evaluate"]["latency_runs"],
     script:
         "../scripts/evaluate.py"

@@ -103,7 +103,9 @@ def prune_by_magnitude(model, fraction: float, layers=("conv", "dense")) -> None
 def build_default_tinyconv(path: Path, seed: int = 0, prune: float | None = None) -> Path:
     """A PTQ int8 TinyConv (49x40 features, 4 labels) after 2 epochs on random data;
     with prune, that fraction of its conv and dense kernels zeroed by magnitude first."""
-    from tinymighty import convert, models, tfutil
+    from tinymighty import tfutil
+    from tinymighty.model import architectures as models
+    from tinymighty.model import convert
 
     tfutil.make_deterministic(seed)
     rng = np.random.default_rng(seed)

@@ -1,3 +1,9 @@
-from tinymighty.steps import convert_float_step
+import os
+
+from tinymighty.model.steps import convert_float_step
+
+# The step writes no log of its own: everything this job prints (TensorFlow, a traceback) goes to its log file.
+_log = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.dup2(_log, 1), os.dup2(_log, 2)
 
 convert_float_step(snakemake.input[0], snakemake.output.model, snakemake.output.info, config=snakemake.config)

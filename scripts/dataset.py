@@ -1,4 +1,4 @@
-from tinymighty.steps import dataset_step
+from tinymighty.data.steps import dataset_step
 
 p = snakemake.params
 dataset_step(snakemake.output[0], p.source, p.path, p.url, p.sha256, p.synthetic, p.splits, p.seed,

@@ -1,4 +1,4 @@
-from tinymighty.steps import device_step
+from tinymighty.device.step import device_step
 
 i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
 device_step(i.elf, i.model, i.test, i.host_outputs, i.codegen, snakemake.output[0], snakemake.log[0],

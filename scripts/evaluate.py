@@ -1,4 +1,4 @@
-from tinymighty.steps import evaluate_step
+from tinymighty.model.steps import evaluate_step
 
 i, w = snakemake.input, snakemake.wildcards
 o = snakemake.output

@@ -1,4 +1,4 @@
-from tinymighty.steps import features_step
+from tinymighty.data.steps import features_step
 
 p = snakemake.params
 features_step(snakemake.input.index, snakemake.output[0], p.features, p.augment, p.seed,

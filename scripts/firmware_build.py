@@ -1,3 +1,9 @@
-from tinymighty.steps import firmware_build_step
+import os
+
+from tinymighty.device.step import firmware_build_step
+
+# The step writes no log of its own: everything this job prints (TensorFlow, a traceback) goes to its log file.
+_log = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.dup2(_log, 1), os.dup2(_log, 2)
 
 firmware_build_step(snakemake.input.c, snakemake.output[0])

@@ -1,4 +1,10 @@
-from tinymighty.steps import metrics_step
+import os
+
+from tinymighty.device.step import metrics_step
+
+# The step writes no log of its own: everything this job prints (TensorFlow, a traceback) goes to its log file.
+_log = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.dup2(_log, 1), os.dup2(_log, 2)
 
 metrics_step(snakemake.input.host, (snakemake.input.device or [None])[0], snakemake.output[0],
              config=snakemake.config)

@@ -1,4 +1,4 @@
-from tinymighty.steps import prepare_step
+from tinymighty.data.steps import prepare_step
 
 p = snakemake.params
 prepare_step(snakemake.input[0], snakemake.output[0], p.wanted_words, p.percentages, p.seed,

@@ -1,4 +1,4 @@
-from tinymighty.pruning import prune_step
+from tinymighty.pruning.step import prune_step
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 prune_step(i.model, i.train, i.val, o.model, o.info, p.spec, p.seed, p.samples,

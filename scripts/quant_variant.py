@@ -1,4 +1,4 @@
-from tinymighty.quantization import variant_step
+from tinymighty.quantization.step import variant_step
 
 w = snakemake.wildcards
 variant_step(w.arch, w.variant, dict(snakemake.input.items()), dict(snakemake.output.items()),

@@ -71,7 +71,7 @@ def _compiled(tmp: Path, tflite: Path, name: str = "gen", **options) -> SimpleNa
 @pytest.fixture(scope="module")
 def tinyconv(tmp_path_factory):
     """The project's TinyConv, random init, post-training quantised (conv and FC fused)."""
-    from tinymighty import models
+    from tinymighty.model import architectures as models
     _keras()
     tmp = tmp_path_factory.mktemp("tinyconv")
     tflite = _to_int8_tflite(models.tiny_conv(), tmp / "tinyconv.tflite", -4.0, 4.0)
@@ -111,7 +111,7 @@ def dslike(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sparse_tinyconv(tmp_path_factory):
     """TinyConv with ~85% of its conv and dense weights zeroed, as pruning leaves it."""
-    from tinymighty import models
+    from tinymighty.model import architectures as models
     _keras()
     model = models.tiny_conv()
     rng = np.random.default_rng(5)
@@ -234,7 +234,7 @@ def _magnitude_pruned_tinyconv(path: Path, sparsity) -> Path:
     """TinyConv with its conv and dense kernels pruned by magnitude, then PTQ int8:
     sparsity a fraction (unstructured, the smallest |w| of each kernel zeroed) or
     "2:4" (the 2 smallest of every 4 consecutive weights along each output's inputs)."""
-    from tinymighty import models
+    from tinymighty.model import architectures as models
     _keras()
     model = models.tiny_conv()
     for name in ("conv", "dense"):
@@ -531,6 +531,7 @@ def test_dsp_path_cross_compiles_for_cortex_m4(tinyconv, tmp_path):
         subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *ARM_FLAGS,
                         f"-I{codegen.KERNEL_DIR}", f"-I{tinyconv.gen}", str(src), "-o", str(obj)],
                        check=True, capture_output=True, text=True)
-    asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / "tm_kernels.o")],
+    kernel_objs = [str(tmp_path / (src.stem + ".o")) for src in sources[:-1]]
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", *kernel_objs],
                          check=True, capture_output=True, text=True).stdout
     assert "smlad" in asm and "sxtb16" in asm  # the SIMD path, not the portable one

@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymighty import dataset as ds
+from tinymighty.data.audio import read_wav, write_wav
+from tinymighty.data.layout import BACKGROUND_DIR
+from tinymighty.data.speech_commands import fetch_speech_commands
+from tinymighty.data.splits import which_set
+from tinymighty.data.synth import synthesize
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs the Debian package espeak-ng")
 
@@ -38,12 +42,12 @@ WORDS = {"yes": 12, "no": 12, "up": 6, "down": 6}
 def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "sc"
     messages = []
-    stats = ds.synthesize(root, **{**SMALL, "progress": messages.append})
+    stats = synthesize(root, **{**SMALL, "progress": messages.append})
     return root, stats, messages
 
 
 def clips(root):
-    return sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.wav") if p.parent.name != ds.BACKGROUND_DIR)
+    return sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.wav") if p.parent.name != BACKGROUND_DIR)
 
 
 def read_list(root, split):
@@ -66,17 +70,17 @@ def expected_split(path, val, test):
 )
 def test_which_set_matches_the_hash_rule(name):
     for val, test in [(10, 10), (30, 30), (0, 50)]:
-        assert ds.which_set(name, val, test) == expected_split(name, val, test)
+        assert which_set(name, val, test) == expected_split(name, val, test)
 
 
 def test_which_set_known_assignments():
     # This speaker is on the official speech_commands_v0.02 validation_list.txt.
-    assert ds.which_set("right/a69b9b3e_nohash_0.wav", 10, 10) == "validation"
-    assert ds.which_set("yes/c4ca4238_nohash_0.wav", 10, 10) == "training"
-    assert ds.which_set("yes/eccbc87e_nohash_0.wav", 10, 10) == "testing"
+    assert which_set("right/a69b9b3e_nohash_0.wav", 10, 10) == "validation"
+    assert which_set("yes/c4ca4238_nohash_0.wav", 10, 10) == "training"
+    assert which_set("yes/eccbc87e_nohash_0.wav", 10, 10) == "testing"
     # Only the speaker part counts: the directory and the repetition index never change the split.
     same_speaker = [f"{w}/cfcd2084_nohash_{n}.wav" for w in ("yes", "no") for n in range(3)]
-    assert {ds.which_set(p, 10, 10) for p in same_speaker} == {"validation"}
+    assert {which_set(p, 10, 10) for p in same_speaker} == {"validation"}
 
 
 # ---------------------------------------------------------------- synthesis
@@ -85,7 +89,7 @@ def test_which_set_known_assignments():
 @needs_espeak
 def test_layout_and_wav_format(small):
     root, stats, _ = small
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted([*WORDS, ds.BACKGROUND_DIR])
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted([*WORDS, BACKGROUND_DIR])
     assert stats["words"] == WORDS and stats["clips"] == sum(WORDS.values())
     for word, count in WORDS.items():
         names = [p.name for p in (root / word).iterdir()]
@@ -94,9 +98,9 @@ def test_layout_and_wav_format(small):
     for rel in clips(root):
         with wave.open(str(root / rel)) as w:
             assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, 16000, 16000)
-        x = ds.read_wav(root / rel)
+        x = read_wav(root / rel)
         assert 0.05 < np.abs(x).max() < 1.0, f"{rel} is silent or clipped"
-    noises = sorted((root / ds.BACKGROUND_DIR).iterdir())
+    noises = sorted((root / BACKGROUND_DIR).iterdir())
     assert len(noises) == 2
     for p in noises:
         with wave.open(str(p)) as w:
@@ -128,13 +132,13 @@ def test_lists_follow_which_set_and_speakers_stay_in_one_split(small):
 def test_same_seed_gives_identical_bytes_whatever_the_jobs(small, tmp_path):
     root, _, _ = small
     again = tmp_path / "again"
-    ds.synthesize(again, **{**SMALL, "jobs": 1})
+    synthesize(again, **{**SMALL, "jobs": 1})
     files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((root / f).read_bytes() == (again / f).read_bytes() for f in files)
 
     other = tmp_path / "other"
-    ds.synthesize(other, **{**SMALL, "seed": 4, "noise_clips": 0})
+    synthesize(other, **{**SMALL, "seed": 4, "noise_clips": 0})
     assert set(clips(other)).isdisjoint(clips(root))
 
 
@@ -149,13 +153,13 @@ def test_progress_and_summary(small):
 def test_existing_output_is_not_clobbered(small):
     root, _, _ = small
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        ds.synthesize(root, **{**SMALL, "clips_per_keyword": 1, "unknown_words": ()})
+        synthesize(root, **{**SMALL, "clips_per_keyword": 1, "unknown_words": ()})
 
 
 def test_missing_espeak_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
-        ds.synthesize(tmp_path / "x", progress=None)
+        synthesize(tmp_path / "x", progress=None)
 
 
 # ---------------------------------------------------------------- fetching
@@ -165,7 +169,7 @@ def make_tree(root):
     """A miniature Speech Commands tree: two words and one noise file."""
     for rel in ("yes/aaaa0000_nohash_0.wav", "no/bbbb1111_nohash_0.wav", "_background_noise_/white_noise.wav"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        ds.write_wav(root / rel, np.zeros(1600))
+        write_wav(root / rel, np.zeros(1600))
     return root
 
 
@@ -201,17 +205,17 @@ def http_root(tmp_path, monkeypatch):
 
 def test_fetch_directory_is_validated_and_linked(tmp_path):
     tree = make_tree(tmp_path / "tree")
-    out = ds.fetch_speech_commands(tmp_path / "out", path=tree, progress=None)
+    out = fetch_speech_commands(tmp_path / "out", path=tree, progress=None)
     assert out.is_symlink() and (out / "yes/aaaa0000_nohash_0.wav").is_file()
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="does not look like Speech Commands"):
-        ds.fetch_speech_commands(tmp_path / "out2", path=tmp_path / "empty", progress=None)
+        fetch_speech_commands(tmp_path / "out2", path=tmp_path / "empty", progress=None)
 
 
 @pytest.mark.parametrize("arcname", [".", "speech_commands_v0.02"])
 def test_fetch_tar_gz(tmp_path, arcname):
     archive = make_tar(tmp_path / "sc.tar.gz", make_tree(tmp_path / "tree"), arcname)
-    out = ds.fetch_speech_commands(tmp_path / "out", path=archive, progress=None)
+    out = fetch_speech_commands(tmp_path / "out", path=archive, progress=None)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
         "_background_noise_/white_noise.wav",
         "no/bbbb1111_nohash_0.wav",
@@ -225,7 +229,7 @@ def test_fetch_url_with_checksum(tmp_path, archive, http_root):
     shutil.copy(archive, served / "sc.tar.gz")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     messages = []
-    out = ds.fetch_speech_commands(tmp_path / "out", url=f"{base}/sc.tar.gz", sha256=digest, progress=messages.append)
+    out = fetch_speech_commands(tmp_path / "out", url=f"{base}/sc.tar.gz", sha256=digest, progress=messages.append)
     assert (out / "no/bbbb1111_nohash_0.wav").is_file()
     assert any("download:" in m and "MB" in m for m in messages)
     assert not list(tmp_path.glob("*.part"))
@@ -233,7 +237,7 @@ def test_fetch_url_with_checksum(tmp_path, archive, http_root):
 
 def test_fetch_file_url_from_a_local_mirror(tmp_path, archive):
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    out = ds.fetch_speech_commands(tmp_path / "out", url=archive.as_uri(), sha256=digest, progress=None)
+    out = fetch_speech_commands(tmp_path / "out", url=archive.as_uri(), sha256=digest, progress=None)
     assert (out / "yes/aaaa0000_nohash_0.wav").is_file()
 
 
@@ -244,14 +248,14 @@ def test_fetch_url_wrong_checksum_leaves_nothing(tmp_path, archive, http_root):
     url = f"{base}/sc.tar.gz"
     before = set(tmp_path.iterdir())
     with pytest.raises(ValueError) as err:
-        ds.fetch_speech_commands(tmp_path / "out", url=url, sha256="0" * 64, progress=None)
+        fetch_speech_commands(tmp_path / "out", url=url, sha256="0" * 64, progress=None)
     assert "0" * 64 in str(err.value) and actual in str(err.value) and url in str(err.value)
     assert set(tmp_path.iterdir()) == before
 
 
 def test_fetch_url_requires_sha256(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
-        ds.fetch_speech_commands(tmp_path / "out", url="http://127.0.0.1:9/sc.tar.gz", progress=None)
+        fetch_speech_commands(tmp_path / "out", url="http://127.0.0.1:9/sc.tar.gz", progress=None)
 
 
 def evil_tar(path, kind):
@@ -273,6 +277,6 @@ def evil_tar(path, kind):
 def test_unsafe_tar_is_rejected(tmp_path, kind):
     archive = evil_tar(tmp_path / "evil.tar.gz", kind)
     with pytest.raises(ValueError, match="refusing to extract"):
-        ds.fetch_speech_commands(tmp_path / "out", path=archive, progress=None)
+        fetch_speech_commands(tmp_path / "out", path=archive, progress=None)
     assert not (tmp_path / "evil").exists() and not (tmp_path / "out").exists()
     assert not list(tmp_path.glob("*.partial*"))

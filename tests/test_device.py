@@ -257,7 +257,9 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     device outputs must equal TFLM's and the host build's, bit for bit."""
     codegen = pytest.importorskip("tinymighty.codegen")
     pytest.importorskip("tflite_micro")
-    from tinymighty import convert, models, tfutil
+    from tinymighty import tfutil
+    from tinymighty.model import architectures as models
+    from tinymighty.model import convert
 
     tfutil.make_deterministic(0)
     calib = np.random.default_rng(0).normal(size=(32, 49, 40)).astype(np.float32)

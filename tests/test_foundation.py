@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from tinymighty import models, size
-from tinymighty.dataset import which_set
-from tinymighty.prepare import prepare_index
+from tinymighty.data.prepare import prepare_index
+from tinymighty.data.splits import which_set
+from tinymighty.model import architectures as models
+from tinymighty.model import size
 
 
 def test_tinyconv_size_matches_the_seed():
@@ -20,7 +21,7 @@ def test_tinyconv_size_matches_the_seed():
 
 
 def _fake_dataset(root, speakers=40, words=("yes", "no", "up", "down")):
-    from tinymighty.audio import write_wav
+    from tinymighty.data.audio import write_wav
 
     rng = np.random.default_rng(0)
     for w in words:
@@ -60,7 +61,7 @@ def test_prepare_uses_list_files_when_present(tmp_path):
 
 @pytest.mark.parametrize("kind", ["micro", "logmel", "mfcc"])
 def test_features_shape(kind):
-    from tinymighty.features import extract
+    from tinymighty.data.features import extract
 
     cfg = dict(kind=kind, sample_rate=16000, clip_ms=1000, window_ms=30, stride_ms=20, channels=40)
     t = np.arange(16000) / 16000
@@ -72,7 +73,7 @@ def test_features_shape(kind):
 
 
 def _train_once(tmp_path, tag):
-    from tinymighty.train import fit
+    from tinymighty.model.train import fit
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 20, (64, 49, 40)).astype(np.float32)
@@ -94,8 +95,8 @@ def test_training_is_bit_identical_for_a_seed(tmp_path):
 
 
 def test_int8_conversion_matches_tflm_bit_for_bit(tmp_path):
-    from tinymighty.convert import to_int8
-    from tinymighty.evaluate import run_tflite, tflm_outputs
+    from tinymighty.model.convert import to_int8
+    from tinymighty.model.evaluate import run_tflite, tflm_outputs
 
     w, x = _train_once(tmp_path, "c")
     model = models.tiny_conv()

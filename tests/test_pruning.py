@@ -1,13 +1,15 @@
 """Pruning study (issue 5): structured surgery, achieved sparsity, 2:4 masks, prune+QAT, fan-out, report."""
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tinymighty import pruning as P
+from tinymighty.pruning import grid as P
+from tinymighty.pruning import m_by_n, pqat, report, sparsity, structured, unstructured
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -40,8 +42,8 @@ def data():
 @pytest.fixture(scope="module")
 def trained(tfm, data):
     """A TinyConv trained briefly (bit-reproducible), reloaded fresh by each test via `fresh`."""
-    from tinymighty import models
-    from tinymighty.train import compile_model
+    from tinymighty.model import architectures as models
+    from tinymighty.model.train import compile_model
 
     model = models.tiny_conv(SHAPE, 4)
     compile_model(model, 0.005)
@@ -87,24 +89,24 @@ def test_filter_ranking_norms_differ():
     k[..., 0] = 0.3
     k[0, 0, 0, 1] = 1.0
     k[..., 2] = [[[0.5], [0.1]], [[0.1], [0.1]]]
-    assert P.top_filters(k, "l1", 1).tolist() == [0]
-    assert P.top_filters(k, "linf", 1).tolist() == [1]
-    assert P.filter_norms(k, "l2") == pytest.approx([0.6, 1.0, np.sqrt(0.28)])
+    assert structured.top_filters(k, "l1", 1).tolist() == [0]
+    assert structured.top_filters(k, "linf", 1).tolist() == [1]
+    assert structured.filter_norms(k, "l2") == pytest.approx([0.6, 1.0, np.sqrt(0.28)])
 
 
 @pytest.mark.parametrize("arch", ["tinyconv", "dscnn"])
 def test_structured_model_equals_masked_original(tfm, arch):
-    from tinymighty import models
-    from tinymighty.size import estimate
+    from tinymighty.model import architectures as models
+    from tinymighty.model.size import estimate
 
     kwargs = {"filters": 12, "blocks": 2} if arch == "dscnn" else {}
     model = models.build(arch, SHAPE, 4, **kwargs)
     # Biases too, so a removed channel would leak relu(bias) if its downstream weights were not removed.
     model.set_weights([w + 0.05 * np.random.default_rng(1).normal(size=w.shape).astype(w.dtype)
                        for w in model.get_weights()])
-    kept = P.plan_channels(model, "l2", 5, 8)
-    small = P.remove_channels(model, kept)
-    masked = P.mask_channels(model, kept)
+    kept = structured.plan_channels(model, "l2", 5, 8)
+    small = structured.remove_channels(model, kept)
+    masked = structured.mask_channels(model, kept)
     x = np.random.default_rng(2).normal(size=(6,) + SHAPE).astype(np.float32)
     np.testing.assert_allclose(small(x, training=False), masked(x, training=False), rtol=1e-5, atol=1e-6)
     # The kept channels of every pruned conv compute exactly what the original's did on those channels.
@@ -121,10 +123,10 @@ def test_structured_model_equals_masked_original(tfm, arch):
 
 
 def test_structured_tflite_bytes_fall(tfm, trained, data):
-    from tinymighty.convert import to_int8
+    from tinymighty.model.convert import to_int8
 
     dense = len(to_int8(trained, data[0][0], 16))
-    sizes = [len(to_int8(P.prune_structured(trained, "l1", k, 8)[0], data[0][0], 16)) for k in (6, 3)]
+    sizes = [len(to_int8(structured.prune_structured(trained, "l1", k, 8)[0], data[0][0], 16)) for k in (6, 3)]
     assert dense > sizes[0] > sizes[1]
 
 
@@ -132,34 +134,34 @@ def test_structured_tflite_bytes_fall(tfm, trained, data):
 
 def test_one_shot_sparsity_is_tfmot_magnitude(tfm, trained):
     model = fresh(tfm, trained)
-    orig = {l.name: l.get_weights()[0].copy() for l in model.layers if type(l).__name__ in P.PRUNABLE}
-    pruned = P.prune_unstructured_one_shot(model, 0.8)
-    achieved = P.kernel_sparsity(pruned)
+    orig = {l.name: l.get_weights()[0].copy() for l in model.layers if type(l).__name__ in sparsity.PRUNABLE}
+    pruned = unstructured.prune_unstructured_one_shot(model, 0.8)
+    achieved = sparsity.kernel_sparsity(pruned)
     assert set(achieved) == {"conv", "dense"}
-    P.check_sparsity(achieved, 0.8, 0.01)
+    sparsity.check_sparsity(achieved, 0.8, 0.01)
     for name, w in orig.items():  # the survivors are the largest magnitudes, unchanged
         k = pruned.get_layer(name).get_weights()[0]
         assert np.abs(w[k == 0]).max() <= np.abs(w[k != 0]).min()
         np.testing.assert_array_equal(k[k != 0], w[k != 0])
     with pytest.raises(RuntimeError, match="misses the target"):
-        P.check_sparsity(achieved, 0.9, 0.01)
+        sparsity.check_sparsity(achieved, 0.9, 0.01)
 
 
 def test_schedule_fires_in_short_runs():
-    end, freq, first = P.pruning_schedule_steps(n_train=93, batch_size=32, epochs=1, prune_fraction=1.0)
+    end, freq, first = unstructured.pruning_schedule_steps(n_train=93, batch_size=32, epochs=1, prune_fraction=1.0)
     assert (end, freq, first) == (3, 1, 0)
-    end, freq, first = P.pruning_schedule_steps(n_train=2600, batch_size=100, epochs=10, prune_fraction=0.5)
+    end, freq, first = unstructured.pruning_schedule_steps(n_train=2600, batch_size=100, epochs=10, prune_fraction=0.5)
     assert end % freq == 0 and end <= 5 * 26 and first == 4 and freq < 100
 
 
 def test_gradual_pruning_reaches_target_and_survives_int8(tfm, trained, data, tmp_path):
-    from tinymighty.convert import to_int8
+    from tinymighty.model.convert import to_int8
 
-    pruned, schedule, history = P.prune_unstructured_gradual(fresh(tfm, trained), 0.9, data[0], data[1], FT, 3,
-                                                             tmp_path, log=lambda m: None)
-    P.check_sparsity(P.kernel_sparsity(pruned), 0.9, 0.01)
+    pruned, schedule, history = unstructured.prune_unstructured_gradual(fresh(tfm, trained), 0.9, data[0], data[1],
+                                                                        FT, 3, tmp_path, log=lambda m: None)
+    sparsity.check_sparsity(sparsity.kernel_sparsity(pruned), 0.9, 0.01)
     assert len(history) == FT["epochs"] and schedule["checkpoint_from_epoch"] == 0
-    in_file = P.tflite_sparsity(to_int8(pruned, data[0][0], 16))
+    in_file = sparsity.tflite_sparsity(to_int8(pruned, data[0][0], 16))
     assert [t["op"].split(":")[1] for t in in_file] == ["CONV_2D", "FULLY_CONNECTED"]
     assert all(t["sparsity"] >= 0.89 for t in in_file)
 
@@ -175,44 +177,44 @@ def test_m_by_n_mask_matches_tfmot_where_tfmot_applies():
         k = rng.normal(size=shape).astype(np.float32)
         theirs = pu.m_by_n_sparsity_mask_prepare(pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))),
                                                  tf.TensorShape(shape)).numpy()
-        np.testing.assert_array_equal(P.m_by_n_mask(k), theirs)
+        np.testing.assert_array_equal(m_by_n.m_by_n_mask(k), theirs)
     # TinyConv's conv has one input channel: tfmot's grouping leaves it dense, ours groups along the width.
     k = rng.normal(size=(10, 8, 1, 8)).astype(np.float32)
     theirs = pu.m_by_n_sparsity_mask_prepare(pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))),
                                              tf.TensorShape(k.shape)).numpy()
     assert theirs.all()
-    ours = P.m_by_n_mask(k)
+    ours = m_by_n.m_by_n_mask(k)
     assert ours.reshape(10, 2, 4, 8).sum(axis=2).max() == ours.reshape(10, 2, 4, 8).sum(axis=2).min() == 2
 
 
 def test_2by4_variant_pattern(tfm, trained, data, tmp_path):
-    from tinymighty.convert import to_int8
+    from tinymighty.model.convert import to_int8
 
     for ft in (None, {**FT, "epochs": 1}):
-        pruned, methods, _ = P.prune_2by4(fresh(tfm, trained), *data, ft=ft, seed=1, workdir=tmp_path,
-                                          log=lambda m: None)
+        pruned, methods, _ = m_by_n.prune_2by4(fresh(tfm, trained), *data, ft=ft, seed=1, workdir=tmp_path,
+                                               log=lambda m: None)
         assert "tfmot" in methods["dense"] and "kernel width" in methods["conv"]
         for layer in ("conv", "dense"):
-            pat = P.m_by_n_pattern(pruned.get_layer(layer).get_weights()[0])
+            pat = m_by_n.m_by_n_pattern(pruned.get_layer(layer).get_weights()[0])
             assert pat["groups_ok"] == pat["groups"] > 0 and pat["sparsity"] == pytest.approx(0.5)
     # In the TFLite file too (zero weights quantize to zero), group by group in TFLite's layout.
     content = to_int8(pruned, data[0][0], 16)
-    for _, _, w in P.tflite_weights(content):
+    for _, _, w in sparsity.tflite_weights(content):
         groups = w.reshape(w.shape[0], -1, 4)
         assert ((groups == 0).sum(axis=-1) >= 2).all()
-    assert [(t["groups"], t["groups_ok"]) for t in P.tflite_m_by_n(content)] == [(160, 160), (4000, 4000)]
+    assert [(t["groups"], t["groups_ok"]) for t in m_by_n.tflite_m_by_n(content)] == [(160, 160), (4000, 4000)]
 
 
 # --- prune + QAT ---------------------------------------------------------------------------------------------
 
 def test_prune_preserving_qat_keeps_sparsity_in_tflite(tfm, trained, data, tmp_path):
-    from tinymighty.convert import to_int8
+    from tinymighty.model.convert import to_int8
 
-    pruned = P.prune_unstructured_one_shot(fresh(tfm, trained), 0.75)
-    qat, plain, history = P.prune_preserving_qat(pruned, *data, FT, 1, 3, tmp_path, log=lambda m: None)
+    pruned = unstructured.prune_unstructured_one_shot(fresh(tfm, trained), 0.75)
+    qat, plain, history = pqat.prune_preserving_qat(pruned, *data, FT, 1, 3, tmp_path, log=lambda m: None)
     assert len(history) == 1
-    P.check_sparsity(P.kernel_sparsity(plain), 0.75, 0.01)
-    in_file = P.tflite_sparsity(to_int8(qat, data[0][0], 16))
+    sparsity.check_sparsity(sparsity.kernel_sparsity(plain), 0.75, 0.01)
+    in_file = sparsity.tflite_sparsity(to_int8(qat, data[0][0], 16))
     assert len(in_file) == 2 and all(t["sparsity"] >= 0.74 for t in in_file)
 
 
@@ -272,7 +274,7 @@ def _render_section(ctx, config):
 
 @pytest.mark.parametrize("with_device", [True, False])
 def test_report_context_and_template(tmp_path, with_device):
-    from tinymighty.report import Figures
+    from tinymighty.plots import Figures
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     rows = _fake_rows()
@@ -281,7 +283,7 @@ def test_report_context_and_template(tmp_path, with_device):
             r["device"] = None
             r.pop("instructions", None), r.pop("flash", None)
     figs = Figures(tmp_path / "report_files")
-    ctx = P.report_context(rows, config, figs)
+    ctx = report.report_context(rows, config, figs)
     a = ctx["pruning"]["archs"]["tinyconv"]
     expected = {"fig_params", "fig_structured_cost", "fig_norms"} | ({"fig_unst_instr"} if with_device else set())
     assert expected <= set(a) and (tmp_path / a["fig_params"]).exists()
@@ -291,14 +293,14 @@ def test_report_context_and_template(tmp_path, with_device):
     if with_device:
         assert a["target_90"]["met"] and "met</span>" in page
         assert ctx["pruning"]["pareto"]["tinyconv"]["on_device"]
-    off = P.report_context(rows, {**config, "pruning": {"enabled": False}}, figs)
+    off = report.report_context(rows, {**config, "pruning": {"enabled": False}}, figs)
     assert off == {"pruning": {"enabled": False}} and "<h2>" not in _render_section(off, config)
     assert "<h2>" not in _render_section({}, config)  # a report built without the pruning hook
 
 
 def test_pareto_front():
     pts = [{"x": 1, "accuracy": 0.5}, {"x": 2, "accuracy": 0.4}, {"x": 3, "accuracy": 0.8}, {"x": 3, "accuracy": 0.7}]
-    assert P.pareto_front(pts, "x") == [0, 2]
+    assert report.pareto_front(pts, "x") == [0, 2]
 
 
 # --- workflow ------------------------------------------------------------------------------------------------
@@ -307,8 +309,9 @@ def test_dry_run_shows_fan_out(tmp_path):
     from conftest import snakemake
 
     out = snakemake(tmp_path, "-n", "--cores", "2").stdout
-    counts = dict(re.findall(r"^(prune_\w+)\s+(\d+)$", out, flags=re.M))
-    assert counts == {"prune_unstructured": "2", "prune_structured": "4", "prune_2by4": "2", "prune_qat": "1"}
+    assert re.search(r"^prune\s+9$", out, flags=re.M), out
+    jobs = re.findall(r"^rule prune:\n(?:    .*\n)*?    wildcards: arch=\w+, variant=(\w+)", out, flags=re.M)
+    assert Counter(v.split("_")[0] for v in jobs) == {"unst": 2, "chan": 4, "sp24": 2, "pqat": 1}
 
 
 @pytest.mark.slow

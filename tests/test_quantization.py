@@ -9,7 +9,8 @@ import pytest
 import yaml
 from conftest import REPO, TINY, snakemake
 
-from tinymighty import quantization as Q
+from tinymighty.quantization import export, methods, minifloat, report
+from tinymighty.quantization import grid as Q
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SCHEMA = REPO / "rules" / "schema" / "config.schema.yaml"
@@ -95,8 +96,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def float_model(data, tmp_path_factory):
-    from tinymighty.models import tiny_conv
-    from tinymighty.train import fit
+    from tinymighty.model.architectures import tiny_conv
+    from tinymighty.model.train import fit
 
     x, y = data
     model = tiny_conv((49, 40), 4)
@@ -108,12 +109,12 @@ def float_model(data, tmp_path_factory):
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_nbit_quantizers_really_quantize(float_model, data, bits):
     before = [w.copy() for w in float_model.get_weights()]
-    q = Q.quantize(float_model, Q.Spec(f"ptq_b{bits}", "ptq", "n_bit", bits, bits))
-    ranges = Q.calibrate(q, float_model, data[0][:64])
+    q = methods.quantize(float_model, Q.Spec(f"ptq_b{bits}", "ptq", "n_bit", bits, bits))
+    ranges = methods.calibrate(q, float_model, data[0][:64])
     # calibration is not training: the weights are untouched, the ranges are the data's
     assert all(np.array_equal(a, b) for a, b in zip(before, float_model.get_weights()))
     assert ranges["input"] == [0.0, pytest.approx(float(data[0][:64].max()))]
-    fq = Q.fake_quant_weights(q)
+    fq = methods.fake_quant_weights(q)
     assert set(fq) == {"conv/kernel", "dense/kernel"}
     for name, w in fq.items():
         flat = w.reshape(-1, w.shape[-1])
@@ -125,15 +126,15 @@ def test_nbit_quantizers_really_quantize(float_model, data, bits):
         step = amax / (2 ** (bits - 1) - 1)
         k = flat / np.where(step > 0, step, 1)
         np.testing.assert_allclose(k, np.round(k), atol=1e-3)
-    assert Q.weight_levels(q) == {n: max(len(np.unique(w.reshape(-1, w.shape[-1])[:, c]))
-                                         for c in range(w.shape[-1])) for n, w in fq.items()}
+    assert methods.weight_levels(q) == {n: max(len(np.unique(w.reshape(-1, w.shape[-1])[:, c]))
+                                               for c in range(w.shape[-1])) for n, w in fq.items()}
 
 
 def test_activation_ranges_replace_the_tfmot_init(float_model, data):
-    q = Q.quantize(float_model, Q.Spec("ptq_b6", "ptq", "n_bit", 6, 6))
-    before = {v.name: float(v.numpy()) for v, _, _ in Q._activation_range_vars(q)}
+    q = methods.quantize(float_model, Q.Spec("ptq_b6", "ptq", "n_bit", 6, 6))
+    before = {v.name: float(v.numpy()) for v, _, _ in methods._activation_range_vars(q)}
     assert set(before.values()) <= {-6.0, 6.0, 0.0}    # tfmot's initial ranges
-    ranges = Q.calibrate(q, float_model, data[0])
+    ranges = methods.calibrate(q, float_model, data[0])
     conv = [v for v in q.weights if v.name.endswith("quant_conv/post_activation_max:0")][0]
     assert float(conv.numpy()) == pytest.approx(ranges["conv"][1]) and ranges["conv"][0] == 0.0  # after ReLU
 
@@ -141,23 +142,23 @@ def test_activation_ranges_replace_the_tfmot_init(float_model, data):
 @pytest.fixture(scope="module")
 def qat_int8(float_model, data, tmp_path_factory):
     x, y = data
-    q = Q.quantize(float_model, Q.Spec("qat_int8", "qat", "default_8bit", 8, 8))
-    Q.calibrate(q, float_model, x[:64])
+    q = methods.quantize(float_model, Q.Spec("qat_int8", "qat", "default_8bit", 8, 8))
+    methods.calibrate(q, float_model, x[:64])
     d = tmp_path_factory.mktemp("qat")
-    Q._fine_tune(q, (x[:160], y[:160]), (x[160:], y[160:]), {"epochs": 1, "batch_size": 32,
-                                                               "learning_rate": 0.0005}, 1, d / "h.csv", "t",
-                 lambda *_: None)
-    return q, Q.to_tflite(q)
+    methods._fine_tune(q, (x[:160], y[:160]), (x[160:], y[160:]), {"epochs": 1, "batch_size": 32,
+                                                                     "learning_rate": 0.0005}, 1, d / "h.csv", "t",
+                       lambda *_: None)
+    return q, export.to_tflite(q)
 
 
 def test_qat_int8_tflite_under_tflm_equals_builtin_ref(qat_int8, data):
-    from tinymighty.evaluate import io_details, run_tflite, tflm_outputs
+    from tinymighty.model.evaluate import io_details, run_tflite, tflm_outputs
     from tinymighty.tfutil import ref_interpreter
 
     q, content = qat_int8
     inp, out = io_details(ref_interpreter(content))
     assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
-    assert {t["type"] for t in Q.tensor_types(content)} <= {"int8", "int32"}
+    assert {t["type"] for t in export.tensor_types(content)} <= {"int8", "int32"}
     ref, xq = run_tflite(content, data[0][:48])
     micro = tflm_outputs(content, xq)
     np.testing.assert_array_equal(micro, ref)
@@ -168,11 +169,11 @@ def test_qat_int8_tflite_under_tflm_equals_builtin_ref(qat_int8, data):
 
 def test_w4a8_exports_int4_packed_weights(float_model, data):
     s = Q.spec(CONFIG, "ptq_w4a8")
-    q = Q.quantize(float_model, s)
-    Q.calibrate(q, float_model, data[0][:64])
-    content = Q.to_tflite(q)
-    assert Q.weight_storage(content) == "int4" and s.int4
-    kernels = {t["name"]: t for t in Q.tensor_types(content) if t["type"] == "int4"}
+    q = methods.quantize(float_model, s)
+    methods.calibrate(q, float_model, data[0][:64])
+    content = export.to_tflite(q)
+    assert export.weight_storage(content) == "int4" and s.int4
+    kernels = {t["name"]: t for t in export.tensor_types(content) if t["type"] == "int4"}
     assert sum(t["const_bytes"] for t in kernels.values()) == (10 * 8 * 8 + 4000 * 4) // 2
 
 
@@ -183,7 +184,7 @@ def test_w4a8_exports_int4_packed_weights(float_model, data):
 def test_minifloat_rounding_matches_ml_dtypes(e, m, special, dtype, maxval):
     import ml_dtypes
 
-    assert Q.minifloat_max(e, m, special) == maxval
+    assert minifloat.minifloat_max(e, m, special) == maxval
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(20000) * 10.0 ** rng.uniform(-6, np.log10(maxval) - 0.5, 20000)).astype(np.float32)
     # exact ties between two neighbours (tie to even) and subnormals
@@ -193,20 +194,20 @@ def test_minifloat_rounding_matches_ml_dtypes(e, m, special, dtype, maxval):
     ties = ((grid[:-1] + grid[1:]) / 2).astype(np.float32)
     x = np.concatenate([x, ties, -ties, grid[:8] / 3, [0.0, -0.0]]).astype(np.float32)
     want = x.astype(getattr(ml_dtypes, dtype)).astype(np.float32)
-    got = np.asarray(Q.fake_minifloat(x, e, m, special))
+    got = np.asarray(minifloat.fake_minifloat(x, e, m, special))
     np.testing.assert_array_equal(got, want)
     # saturation (ml_dtypes gives inf/NaN here; the documented rule is +-max finite)
     big = np.array([maxval * 1.01, -1e30, 3e38], np.float32)
-    np.testing.assert_array_equal(np.asarray(Q.fake_minifloat(big, e, m, special)), [maxval, -maxval, maxval])
+    np.testing.assert_array_equal(np.asarray(minifloat.fake_minifloat(big, e, m, special)), [maxval, -maxval, maxval])
 
 
 def test_minifloat_in_tfmot_quantizes_weights_and_activations(float_model, data):
     s = Q.spec(CONFIG, "mf_e4m3")
-    q = Q.quantize(float_model, s)
-    fq = Q.fake_quant_weights(q)
+    q = methods.quantize(float_model, s)
+    fq = methods.fake_quant_weights(q)
     assert set(fq) == {"conv/kernel", "dense/kernel"}
     for w in fq.values():
-        np.testing.assert_array_equal(np.asarray(Q.fake_minifloat(w, 4, 3, "fn")), w)   # on the grid
+        np.testing.assert_array_equal(np.asarray(minifloat.fake_minifloat(w, 4, 3, "fn")), w)   # on the grid
         assert len(np.unique(w)) <= 255
     assert not np.array_equal(fq["dense/kernel"], float_model.get_layer("dense").get_weights()[0])
     kinds = {l.name: type(l.quantize_config).__name__ for l in q.layers if hasattr(l, "quantize_config")}
@@ -220,10 +221,10 @@ def test_minifloat_in_tfmot_quantizes_weights_and_activations(float_model, data)
 
 def test_cliff_sentence():
     pts = [(8, 0.90), (7, 0.899), (6, 0.895), (5, 0.88), (4, 0.70), (3, 0.40), (2, 0.25)]
-    text = Q.cliff_sentence("PTQ", pts, 0.90, 1.0)
+    text = report.cliff_sentence("PTQ", pts, 0.90, 1.0)
     assert "falls more than 1 point below float at 5 bits" in text and "from 8 down to 6 bits" in text
-    assert "stays within 1 point" in Q.cliff_sentence("QAT", [(8, 0.9), (4, 0.895)], 0.9, 1.0)
-    assert "Not monotone: 4 bits" in Q.cliff_sentence("X", [(8, 0.9), (6, 0.85), (4, 0.9)], 0.9, 1.0)
+    assert "stays within 1 point" in report.cliff_sentence("QAT", [(8, 0.9), (4, 0.895)], 0.9, 1.0)
+    assert "Not monotone: 4 bits" in report.cliff_sentence("X", [(8, 0.9), (6, 0.85), (4, 0.9)], 0.9, 1.0)
 
 
 def _row(variant, family, acc, **host):
@@ -245,7 +246,7 @@ def _render(ctx):
 
 
 def test_report_context_and_template(tmp_path):
-    from tinymighty.report import Figures
+    from tinymighty.plots import Figures
 
     rows = [_row("float", "float", 0.90), _row("ptq_int8", "ptq", 0.895, bits=8, deployable=True),
             _row("qat_int8", "qat", 0.898, bits=8, weight_bits=8, activation_bits=8, deployable=True)]
@@ -254,7 +255,7 @@ def test_report_context_and_template(tmp_path):
         rows.append(_row(f"qat_b{n}", "qat_nbit", q, bits=n, weight_bits=n, activation_bits=n))
     rows.append(_row("mf_e4m3", "minifloat", 0.9, bits=8, exponent=4, mantissa=3, special="fn",
                      deployable=False, deployable_reason="no FP8 in TFLite"))
-    ctx = Q.report_context(rows, CONFIG, Figures(tmp_path / "figs"))
+    ctx = report.report_context(rows, CONFIG, Figures(tmp_path / "figs"))
     assert (tmp_path / ctx["quant_figs"]["tinyconv"]).stat().st_size > 1000
     cliffs = " ".join(ctx["quant_cliffs"]["tinyconv"])
     assert "PTQ falls more than 1 point below float at 4 bits" in cliffs
@@ -266,7 +267,7 @@ def test_report_context_and_template(tmp_path):
     # the study switched off: the report still renders, without the section
     off = copy.deepcopy(CONFIG)
     off["quantization"]["enabled"] = False
-    assert Q.report_context(rows, off, None) == {}
+    assert report.report_context(rows, off, None) == {}
     assert "Quantization study" not in _render({})
 
 

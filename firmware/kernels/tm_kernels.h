@@ -6,7 +6,7 @@
  * gemmlowp-style double-rounding MultiplyByQuantizedMultiplier.
  *
  * Layer parameters are plain const structs filled in ahead of time by
- * tinymighty/codegen.py, so nothing is computed at prepare time on device.
+ * tinymighty/codegen/, so nothing is computed at prepare time on device.
  * Convolution biases arrive with the input zero point already folded in
  * (bias - in_zp * sum(w)); padding taps are therefore fed the input zero point
  * instead of being skipped, which is arithmetically identical.
@@ -14,6 +14,17 @@
  * Compiled with __ARM_FEATURE_DSP (e.g. Cortex-M4) the dot products use the
  * SIMD instructions SXTB16/SMLAD (SMLABB/SMLATT for depthwise); define
  * TM_EMULATE_DSP on a host to run that same code path with portable stand-ins.
+ *
+ * One op per file; what several ops share is in the internal header
+ * tm_internal.h and the tm_nn_*.c support files:
+ *   tm_conv.c              tm_conv2d_s8, tm_conv2d_sparse_s8
+ *   tm_depthwise_conv.c    tm_dwconv2d_s8
+ *   tm_fully_connected.c   tm_fully_connected_s8, tm_fully_connected_sparse_s8
+ *   tm_conv_fc.c           tm_conv2d_fc_s8_dd, _ds, _sd, _ss, _sc
+ *   tm_pooling.c           tm_avg_pool_s8, tm_max_pool_s8
+ *   tm_add.c               tm_add_s8
+ *   tm_softmax.c           tm_softmax_s8
+ *   tm_nn_requant.c        tm_mul_by_quant_mult
  */
 #ifndef TM_KERNELS_H
 #define TM_KERNELS_H
@@ -31,7 +42,7 @@ extern "C" {
 #endif
 
 /*
- * Scratch (arena bytes the caller provides, computed by codegen.py):
+ * Scratch (arena bytes the caller provides, computed by tinymighty/codegen/):
  *   tm_conv2d_s8, tm_conv2d_sparse_s8:
  *                   2 * k with k = k_h * k_w * in_c (two receptive-field columns;
  *                   windows that cross the border are padded there, not the input)

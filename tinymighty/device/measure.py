@@ -1,0 +1,94 @@
+"""Measuring one firmware image: sizes, memory, time per inference and every input's output."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..budgets import FLASH_BYTES, RAM_BYTES
+from .backends import connect, make_backend
+from .build import elf_sizes
+from .protocol import DeviceClient, DeviceError
+
+CALIBRATION_LOOPS = 1_000_000  # 2M instructions: the 40-instruction tick quantum is 0.002 %
+BATCH_CHUNK = 128  # inputs per BATCH request, so a damaged line costs a short retry
+
+
+def _timing(ticks: list[int], tick_hz: int, insns_per_tick: float | None) -> dict:
+    t = np.asarray(ticks, dtype=np.int64)
+    timing = {"n": len(ticks), "tick_hz": tick_hz, "ticks": ticks, "ticks_median": float(np.median(t))}
+    if insns_per_tick is not None:
+        insns = t * insns_per_tick
+        timing.update({
+            "unit": "emulated instructions (QEMU -icount instruction count, not Cortex-M4 cycles)",
+            "instructions_median": float(np.median(insns)), "instructions_min": float(insns.min()),
+            "instructions_max": float(insns.max()), "instructions_spread": float(insns.max() - insns.min()),
+            "instructions_resolution": insns_per_tick})
+    else:  # a real board's timer: ticks are time
+        timing.update({"unit": "ticks", "seconds_median": float(np.median(t)) / tick_hz})
+    return timing
+
+
+def _check_calibration(client: DeviceClient, insns_per_tick: float) -> dict:
+    """Times the firmware's known loop to confirm ticks convert to instructions as assumed."""
+    cal = client.calibrate(CALIBRATION_LOOPS)
+    measured = cal["loop_insns"] / cal["ticks"]
+    if abs(measured / insns_per_tick - 1) > 0.001:
+        raise client._fail(f"tick calibration: {measured:.3f} instructions per tick, expected {insns_per_tick:.3f}; "
+                           "is QEMU running with -icount shift=0?")
+    return {"loop_instructions": cal["loop_insns"], "ticks": cal["ticks"], "instructions_per_tick": measured}
+
+
+def measure(elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log",
+            timeout: float = 60.0) -> dict:
+    """Measures one firmware image: sizes, memory, time per inference and every input's output.
+
+    inputs: int8 (N, in_size), already quantized with the model's input scale/zero point.
+    Returns identify info, flash/RAM figures, timing (median over n_bench runs on inputs[0]),
+    and per-input "predictions" (N,) and "outputs" (N, out_size) as numpy arrays."""
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2 or inputs.dtype != np.int8 or len(inputs) == 0:
+        raise ValueError(f"inputs must be a non-empty int8 array (N, in_size), got {inputs.dtype} {inputs.shape}")
+    if n_bench < 1:
+        raise ValueError("n_bench must be at least 1 (10 or more for a meaningful median)")
+    sizes = elf_sizes(elf) if backend_cfg.get("kind", "qemu") != "host" else {}
+    backend = make_backend(backend_cfg, elf, preload=np.ascontiguousarray(inputs).tobytes())
+    with connect(backend, log_path, timeout=timeout) as client:
+        info = client.identify()
+        if inputs.shape[1] != info["in"]:
+            raise ValueError(f"inputs have {inputs.shape[1]} values each but model {info['model']} takes {info['in']}")
+        insns_per_tick = backend.instructions_per_tick(info["tick_hz"])
+        calibration = _check_calibration(client, insns_per_tick) if insns_per_tick else None
+
+        preload = backend.preload_addr
+        if preload is None:
+            client.load_input(inputs[0])
+        ticks = client.bench(n_bench, preload, timeout=timeout + n_bench)
+
+        n, size = inputs.shape
+        if preload is None:
+            runs = [client.infer(x) for x in inputs]
+            predictions = np.array([r["class"] for r in runs], dtype=np.int64)
+            outputs = np.stack([r["output"] for r in runs])
+        else:
+            parts = [client.batch(preload + start * size, min(BATCH_CHUNK, n - start), timeout=timeout)
+                     for start in range(0, n, BATCH_CHUNK)]
+            predictions = np.concatenate([p for p, _ in parts])
+            outputs = np.concatenate([o for _, o in parts])
+        memory = client.memory()
+        client.exit(0)
+    if memory["stack_size"] and memory["stack_used"] >= memory["stack_size"]:
+        raise DeviceError(f"the firmware used all of its {memory['stack_size']}-byte stack, so its results are "
+                          "not trustworthy: rebuild with a larger STACK_SIZE", Path(log_path))
+
+    ram = {"data": memory["data"], "bss": memory["bss"], "static": memory["data"] + memory["bss"],
+           "arena": memory["arena"], "stack_size": memory["stack_size"],
+           "stack_high_water": memory["stack_used"],
+           "peak": memory["data"] + memory["bss"] + memory["stack_used"], "budget": RAM_BYTES}
+    flash = {}
+    if sizes:
+        flash = {"total": sizes["flash_total"], "model": sizes["flash_model"], "code": sizes["flash_code"],
+                 "model_weight_bytes": info["weights"], "budget": FLASH_BYTES}
+    return {"identify": info, "flash": flash, "ram": ram, "elf": sizes,
+            "timing": _timing(ticks, info["tick_hz"], insns_per_tick), "calibration": calibration,
+            "predictions": predictions, "outputs": outputs, "log_path": str(log_path)}

@@ -1,0 +1,1 @@
+"""Model: architectures, training, TFLite conversion, size estimates and evaluation."""
