@@ -20,6 +20,7 @@ instruction count), not Cortex-M4 cycles. Printed: the targets table (ours / mus
 PASS or MISS), instructions per MAC, the flash and RAM splits, and for models with sparse
 weights the same model with dense kernels. It reports figures; it asserts nothing about them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,22 +47,33 @@ TARGETS = (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tflite", nargs="?", type=Path,
-                   help=f"fully int8 .tflite model (default: {DEFAULT_TFLITE.relative_to(ROOT)} if it exists, "
-                        "else a freshly built PTQ int8 TinyConv)")
+    p.add_argument(
+        "tflite",
+        nargs="?",
+        type=Path,
+        help=f"fully int8 .tflite model (default: {DEFAULT_TFLITE.relative_to(ROOT)} if it exists, "
+        "else a freshly built PTQ int8 TinyConv)",
+    )
     p.add_argument("--model-dir", type=Path, help="use this generated model.c/model.h instead of a .tflite")
     p.add_argument("--work-dir", type=Path, help="keep generated code, builds and transcripts here")
     p.add_argument("--inputs", type=Path, help=".npy of int8 inputs (N, input size); default random")
     p.add_argument("--n-inputs", type=int, default=100, help="random inputs to run (default 100)")
     p.add_argument("--bench-runs", type=int, default=10, help="timed runs for the median (default 10)")
-    p.add_argument("--prune", type=float, metavar="FRACTION",
-                   help="build a TinyConv itself (as without a model) with this fraction of its conv and dense "
-                        "weights pruned by magnitude, then PTQ int8; the sparse and dense-kernel builds are compared")
-    p.add_argument("--sparse-threshold", type=float, default=0.7,
-                   help="codegen: layers sparser than this use the sparse encoding (default 0.7, as the workflow)")
+    p.add_argument(
+        "--prune",
+        type=float,
+        metavar="FRACTION",
+        help="build a TinyConv itself (as without a model) with this fraction of its conv and dense "
+        "weights pruned by magnitude, then PTQ int8; the sparse and dense-kernel builds are compared",
+    )
+    p.add_argument(
+        "--sparse-threshold",
+        type=float,
+        default=0.7,
+        help="codegen: layers sparser than this use the sparse encoding (default 0.7, as the workflow)",
+    )
     p.add_argument("--no-fuse", action="store_true", help="codegen: keep CONV_2D and FULLY_CONNECTED separate")
-    p.add_argument("--compare-fusion", action="store_true",
-                   help="also measure the model with the other fusion setting")
+    p.add_argument("--compare-fusion", action="store_true", help="also measure the model with the other fusion setting")
     p.add_argument("--backend", choices=("qemu", "serial"), default="qemu")
     p.add_argument("--port", help="serial port or pyserial URL for --backend serial")
     p.add_argument("--baudrate", type=int, default=115200)
@@ -152,8 +164,9 @@ def input_size(model_dir: Path) -> int:
 def measure(model_dir: Path, build_dir: Path, inputs: np.ndarray, args) -> dict:
     """Builds and measures one model; checks the device against the host build output by output."""
     elf = device.build_firmware(model_dir, build_dir / "mps2")
-    backend = ({"kind": "qemu"} if args.backend == "qemu"
-               else {"kind": "serial", "url": args.port, "baudrate": args.baudrate})
+    backend = (
+        {"kind": "qemu"} if args.backend == "qemu" else {"kind": "serial", "url": args.port, "baudrate": args.baudrate}
+    )
     m = device.measure(elf, backend, inputs, n_bench=args.bench_runs, log_path=build_dir / "device.log")
     host_exe = device.build_firmware(model_dir, build_dir / "host", board="host")
     host = device.measure(host_exe, {"kind": "host"}, inputs, n_bench=1, log_path=build_dir / "host.log")
@@ -166,13 +179,24 @@ def figures(m: dict, info: dict | None) -> dict:
     insns = t.get("instructions_median")
     macs = info.get("macs") if info else None
     return {
-        "instructions": insns, "ticks": t["ticks_median"], "tick_hz": t["tick_hz"],
-        "macs": macs, "instructions_per_mac": insns / macs if insns and macs else None,
-        "ram_total": r["static"] + r["stack_high_water"], "ram_static": r["static"], "ram_data": r["data"],
-        "ram_bss": r["bss"], "ram_arena": r["arena"], "ram_app": r["static"] - r["arena"],
-        "ram_stack_high_water": r["stack_high_water"], "ram_stack_reserved": r["stack_size"],
-        "flash_total": f.get("total"), "flash_model": f.get("model"), "flash_code": f.get("code"),
-        "weight_bytes": f.get("model_weight_bytes"), "matches_host": m["matches_host"],
+        "instructions": insns,
+        "ticks": t["ticks_median"],
+        "tick_hz": t["tick_hz"],
+        "macs": macs,
+        "instructions_per_mac": insns / macs if insns and macs else None,
+        "ram_total": r["static"] + r["stack_high_water"],
+        "ram_static": r["static"],
+        "ram_data": r["data"],
+        "ram_bss": r["bss"],
+        "ram_arena": r["arena"],
+        "ram_app": r["static"] - r["arena"],
+        "ram_stack_high_water": r["stack_high_water"],
+        "ram_stack_reserved": r["stack_size"],
+        "flash_total": f.get("total"),
+        "flash_model": f.get("model"),
+        "flash_code": f.get("code"),
+        "weight_bytes": f.get("model_weight_bytes"),
+        "matches_host": m["matches_host"],
         "fused": [x["kernel"] for x in info.get("fused", [])] if info else None,
         "sparse_layers": [l["op"] for l in info["layers"] if l.get("encoding") == "sparse"] if info else None,
     }
@@ -190,9 +214,14 @@ def target_table(fig: dict) -> list[str]:
     rows = [f"{'figure':40} {'ours':>11} {'must reach':>12} {'':5} {'aim':>11} {'':5}"]
     for key, label, must, aim in TARGETS:
         v = fig.get(key)
-        verdict = (lambda limit: "" if limit is None or v is None else ("PASS" if v <= limit else "MISS"))
-        rows.append(f"{label:40} {_n(v):>11} {'<= ' + _n(must):>12} {verdict(must):5} "
-                    f"{('<= ' + _n(aim)) if aim else '-':>11} {verdict(aim):5}")
+
+        def verdict(limit, v=v):
+            return "" if limit is None or v is None else ("PASS" if v <= limit else "MISS")
+
+        rows.append(
+            f"{label:40} {_n(v):>11} {'<= ' + _n(must):>12} {verdict(must):5} "
+            f"{('<= ' + _n(aim)) if aim else '-':>11} {verdict(aim):5}"
+        )
     return rows
 
 
@@ -210,8 +239,10 @@ def details(fig: dict, label: str = "") -> list[str]:
         f"{_n(fig['ram_stack_high_water'])} B (of {_n(fig['ram_stack_reserved'])} B reserved)",
     ]
     if fig["fused"] is not None:
-        lines.append(f"{head}fused: {', '.join(fig['fused']) or 'nothing'}; sparse-encoded layers: "
-                     f"{', '.join(fig['sparse_layers']) or 'none'}")
+        lines.append(
+            f"{head}fused: {', '.join(fig['fused']) or 'nothing'}; sparse-encoded layers: "
+            f"{', '.join(fig['sparse_layers']) or 'none'}"
+        )
     lines.append(f"{head}device outputs {'match' if fig['matches_host'] else 'DIFFER FROM'} the host build")
     return lines
 
@@ -219,8 +250,10 @@ def details(fig: dict, label: str = "") -> list[str]:
 def comparison(rows: list[tuple[str, dict]]) -> list[str]:
     out = [f"  {'variant':28} {'instructions':>13} {'insn/MAC':>9} {'RAM total':>10} {'arena':>7} {'flash':>8}"]
     for name, fig in rows:
-        out.append(f"  {name:28} {_n(fig['instructions']):>13} {_n(fig['instructions_per_mac'], '{:.2f}'):>9} "
-                   f"{_n(fig['ram_total']):>10} {_n(fig['ram_arena']):>7} {_n(fig['flash_total']):>8}")
+        out.append(
+            f"  {name:28} {_n(fig['instructions']):>13} {_n(fig['instructions_per_mac'], '{:.2f}'):>9} "
+            f"{_n(fig['ram_total']):>10} {_n(fig['ram_arena']):>7} {_n(fig['flash_total']):>8}"
+        )
     return out
 
 
@@ -233,11 +266,15 @@ def sparse_vs_dense(results) -> list[str]:
     sparse, d = by_name[results[0][0]], by_name[dense]
     out = ["\nsparse weights vs the dense int8 model (same weights, dense kernels):"]
     if sparse["instructions"] and d["instructions"]:
-        out.append(f"  instructions: sparse {_n(sparse['instructions'])} vs dense {_n(d['instructions'])}: "
-                   f"{d['instructions'] / sparse['instructions']:.2f}x fewer")
-    out.append(f"  model flash:  sparse {_n(sparse['flash_model'])} B vs dense {_n(d['flash_model'])} B "
-               f"(weights {_n(sparse['weight_bytes'])} B vs {_n(d['weight_bytes'])} B); "
-               f"flash total {_n(sparse['flash_total'])} B vs {_n(d['flash_total'])} B")
+        out.append(
+            f"  instructions: sparse {_n(sparse['instructions'])} vs dense {_n(d['instructions'])}: "
+            f"{d['instructions'] / sparse['instructions']:.2f}x fewer"
+        )
+    out.append(
+        f"  model flash:  sparse {_n(sparse['flash_model'])} B vs dense {_n(d['flash_model'])} B "
+        f"(weights {_n(sparse['weight_bytes'])} B vs {_n(d['weight_bytes'])} B); "
+        f"flash total {_n(sparse['flash_total'])} B vs {_n(d['flash_total'])} B"
+    )
     return out
 
 
@@ -260,18 +297,33 @@ def main(argv=None) -> None:
         if tflite is not None:
             print(f"model {tflite}")
             main_name = "fused" if fuse else "unfused"
-            info = generate(tflite, work / main_name / "model", sparse_threshold=args.sparse_threshold,
-                            fuse_conv_fc=fuse)
+            info = generate(
+                tflite, work / main_name / "model", sparse_threshold=args.sparse_threshold, fuse_conv_fc=fuse
+            )
             variants.append((main_name, work / main_name / "model", info))
             if args.compare_fusion:
                 other = "unfused" if fuse else "fused"
-                variants.append((other, work / other / "model",
-                                 generate(tflite, work / other / "model", sparse_threshold=args.sparse_threshold,
-                                          fuse_conv_fc=not fuse)))
+                variants.append(
+                    (
+                        other,
+                        work / other / "model",
+                        generate(
+                            tflite,
+                            work / other / "model",
+                            sparse_threshold=args.sparse_threshold,
+                            fuse_conv_fc=not fuse,
+                        ),
+                    )
+                )
             if any(l.get("encoding") == "sparse" for l in info["layers"]):
                 name = f"{main_name}, dense kernels"
-                variants.append((name, work / "dense" / "model",
-                                 generate(tflite, work / "dense" / "model", sparse_threshold=None, fuse_conv_fc=fuse)))
+                variants.append(
+                    (
+                        name,
+                        work / "dense" / "model",
+                        generate(tflite, work / "dense" / "model", sparse_threshold=None, fuse_conv_fc=fuse),
+                    )
+                )
         else:
             variants.append(("given", args.model_dir, codegen_info(args.model_dir)))
 
@@ -289,9 +341,11 @@ def main(argv=None) -> None:
 
     name, m, fig = results[0]
     ident = m["identify"]
-    print(f"\nfirmware model {ident['model']} on {ident['board']}, {len(inputs)} inputs, "
-          f"median of {m['timing']['n']} timed runs"
-          + ("" if "instructions_median" in m["timing"] else f" (ticks at {ident['tick_hz']:,} Hz, not instructions)"))
+    print(
+        f"\nfirmware model {ident['model']} on {ident['board']}, {len(inputs)} inputs, "
+        f"median of {m['timing']['n']} timed runs"
+        + ("" if "instructions_median" in m["timing"] else f" (ticks at {ident['tick_hz']:,} Hz, not instructions)")
+    )
     print("\n".join(target_table(fig)))
     print("\n".join(details(fig)))
     if len(results) > 1:
@@ -300,9 +354,19 @@ def main(argv=None) -> None:
         print("\n".join(sparse_vs_dense(results)))
     print(f"\npredictions: {np.bincount(m['predictions']).tolist()} per class over {len(inputs)} inputs")
     if args.json:
-        args.json.write_text(json.dumps({n: {"figures": f, **{k: v for k, v in mm.items()
-                                                               if k not in ("outputs", "predictions", "log_path")}}
-                                         for n, mm, f in results}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    n: {
+                        "figures": f,
+                        **{k: v for k, v in mm.items() if k not in ("outputs", "predictions", "log_path")},
+                    }
+                    for n, mm, f in results
+                },
+                indent=2,
+                default=str,
+            )
+        )
     if not all(f["matches_host"] for _, _, f in results):
         sys.exit("the device's outputs differ from the host build's: the figures above are not trustworthy")
 

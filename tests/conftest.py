@@ -1,4 +1,5 @@
 """Shared fixtures: the repository paths and one real end-to-end run of the tiny config."""
+
 import os
 import subprocess
 import sys
@@ -26,8 +27,18 @@ def pytest_runtest_makereport(item, call):
 def snakemake(workdir, *args, configfile=TINY, timeout=1800, check=True):
     """Run the real workflow (same Snakefile users run) in `workdir`; later config files override earlier ones."""
     configfiles = configfile if isinstance(configfile, (list, tuple)) else [configfile]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", *map(str, configfiles), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *map(str, configfiles),
+        *args,
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:

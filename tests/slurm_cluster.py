@@ -86,9 +86,17 @@ def _can_unshare_mounts() -> bool:
         return False
     try:
         res = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f"mount --bind {shlex.quote(str(ETC_SLURM))} {shlex.quote(str(ETC_SLURM))}"],
-            capture_output=True, timeout=20,
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount --bind {shlex.quote(str(ETC_SLURM))} {shlex.quote(str(ETC_SLURM))}",
+            ],
+            capture_output=True,
+            timeout=20,
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -105,9 +113,15 @@ class SlurmCluster:
     partition = PARTITION
     node = NODE
 
-    def __init__(self, root: Path | str | None = None, *, cpus: int | None = None,
-                 real_memory_mb: int | None = None, min_job_age: int = 300,
-                 use_namespace: bool | None = None):
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        *,
+        cpus: int | None = None,
+        real_memory_mb: int | None = None,
+        min_job_age: int = 300,
+        use_namespace: bool | None = None,
+    ):
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="tbm-slurm-")).resolve()
         self.cpus = cpus or os.cpu_count() or 1
@@ -130,8 +144,11 @@ class SlurmCluster:
     # ------------------------------------------------------------------ env
     def env(self, extra: dict | None = None) -> dict:
         """Environment for client commands (no stray SLURM_* of an outer job)."""
-        env = {k: v for k, v in os.environ.items()
-               if not (k.startswith("SLURM_") or k.startswith("SBATCH_") or k.startswith("SRUN_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith("SLURM_") or k.startswith("SBATCH_") or k.startswith("SRUN_"))
+        }
         env.update(extra or {})
         return env
 
@@ -141,23 +158,18 @@ class SlurmCluster:
         if not self.use_namespace:
             return argv
         script = 'mount --bind "$1" /etc/slurm || exit 97; shift; exec "$@"'
-        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-                str(self.etc_dir), *argv]
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(self.etc_dir), *argv]
 
-    def run(self, argv: list[str], *, check: bool = True, timeout: float = 60,
-            **kw) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], *, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
         kw.setdefault("env", self.env())
-        res = subprocess.run(self.wrap(argv), capture_output=True, text=True,
-                             timeout=timeout, **kw)
+        res = subprocess.run(self.wrap(argv), capture_output=True, text=True, timeout=timeout, **kw)
         if check and res.returncode != 0:
-            raise SlurmError(f"{' '.join(map(str, argv))} failed ({res.returncode}):\n"
-                             f"{res.stdout}\n{res.stderr}")
+            raise SlurmError(f"{' '.join(map(str, argv))} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
     # -------------------------------------------------------------- config
     def _write_config(self) -> None:
-        for d in (self.etc_dir, self.munge_dir, self.log_dir, self.root / "state",
-                  self.root / "spool"):
+        for d in (self.etc_dir, self.munge_dir, self.log_dir, self.root / "state", self.root / "spool"):
             d.mkdir(parents=True, exist_ok=True)
         # keep whatever the package ships next to slurm.conf (plugstack.conf ...)
         if ETC_SLURM.is_dir():
@@ -239,9 +251,14 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
     # -------------------------------------------------------------- daemons
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.out", "wb")
-        proc = subprocess.Popen(self.wrap(argv), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=self.env(),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            self.wrap(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env(),
+            start_new_session=True,
+        )
         log.close()
         self._procs[name] = proc
         return proc
@@ -251,13 +268,19 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         self.munge_dir.chmod(0o700)
-        self._spawn("munged", [
-            "munged", "--foreground", "--force",
-            f"--socket={self.munge_socket}", f"--key-file={key}",
-            f"--pid-file={self.munge_dir / 'munged.pid'}",
-            f"--log-file={self.log_dir / 'munged.log'}",
-            f"--seed-file={self.munge_dir / 'munged.seed'}",
-        ])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={self.munge_dir / 'munged.pid'}",
+                f"--log-file={self.log_dir / 'munged.log'}",
+                f"--seed-file={self.munge_dir / 'munged.seed'}",
+            ],
+        )
         self._wait(lambda: self.munge_socket.exists(), 20, "munged socket")
 
     def _wait(self, predicate, timeout: float, what: str) -> None:
@@ -265,8 +288,9 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
         while time.monotonic() < deadline:
             for name, p in self._procs.items():
                 if p.poll() is not None:
-                    raise SlurmError(f"{name} exited with {p.returncode} while waiting for "
-                                     f"{what}\n{self.diagnostics()}")
+                    raise SlurmError(
+                        f"{name} exited with {p.returncode} while waiting for {what}\n{self.diagnostics()}"
+                    )
             try:
                 if predicate():
                     return
@@ -286,18 +310,22 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
                 self._install_etc_fallback()
             self._start_munge()
             self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", "/etc/slurm/slurm.conf"])
-            self._wait(lambda: self.run(["scontrol", "ping"], check=False,
-                                        timeout=10).stdout.count("UP") > 0,
-                       timeout, "slurmctld to answer 'scontrol ping'")
+            self._wait(
+                lambda: self.run(["scontrol", "ping"], check=False, timeout=10).stdout.count("UP") > 0,
+                timeout,
+                "slurmctld to answer 'scontrol ping'",
+            )
             slurmd = self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", "/etc/slurm/slurm.conf"])
             if self.use_namespace:
                 # after `unshare` has exec'd into slurmd the namespace differs from ours
                 own_ns = os.readlink("/proc/self/ns/mnt")
-                self._wait(lambda: os.readlink(f"/proc/{slurmd.pid}/ns/mnt") != own_ns,
-                           10, "slurmd's private mount namespace")
+                self._wait(
+                    lambda: os.readlink(f"/proc/{slurmd.pid}/ns/mnt") != own_ns, 10, "slurmd's private mount namespace"
+                )
                 self._slurmd_mnt_ns = os.readlink(f"/proc/{slurmd.pid}/ns/mnt")
-            self._wait(lambda: self._node_state().startswith(("idle", "mix", "alloc")),
-                       timeout, f"node {NODE} to become idle")
+            self._wait(
+                lambda: self._node_state().startswith(("idle", "mix", "alloc")), timeout, f"node {NODE} to become idle"
+            )
             self.started = True
         except BaseException:
             self.stop()
@@ -342,8 +370,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
                     while self.queued_jobs() and time.monotonic() < deadline:
                         # completing/cancelled jobs stay listed until MinJobAge;
                         # only wait for those still running
-                        res = self.run(["squeue", "-h", "-t", "R,CG,PD", "-o", "%i"],
-                                       check=False, timeout=15)
+                        res = self.run(["squeue", "-h", "-t", "R,CG,PD", "-o", "%i"], check=False, timeout=15)
                         if not res.stdout.split():
                             break
                         time.sleep(0.5)
@@ -416,8 +443,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP Ove
                     pass
             deadline = time.monotonic() + grace
             while alive and time.monotonic() < deadline:
-                alive = {p for p in alive if Path(f"/proc/{p}").exists()
-                         and not _is_zombie(p)}
+                alive = {p for p in alive if Path(f"/proc/{p}").exists() and not _is_zombie(p)}
                 time.sleep(0.2)
             if not alive:
                 return
@@ -463,8 +489,9 @@ if __name__ == "__main__":  # manual smoke test
         raise SystemExit(reason)
     with SlurmCluster() as c:
         print(c.run(["sinfo"]).stdout)
-        out = c.run(["sbatch", "--parsable", "-p", c.partition, "--wrap",
-                     "srun -n1 sh -c 'echo step $SLURM_JOB_ID'"]).stdout.strip()
+        out = c.run(
+            ["sbatch", "--parsable", "-p", c.partition, "--wrap", "srun -n1 sh -c 'echo step $SLURM_JOB_ID'"]
+        ).stdout.strip()
         print("submitted", out)
         for _ in range(60):
             state = c.job_info(out).get("JobState")

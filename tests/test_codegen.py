@@ -5,6 +5,7 @@ compiled with gcc, TFLM's Python interpreter as the oracle. The Cortex-M4 SIMD
 path runs on the host through TM_EMULATE_DSP, and is cross-compiled once to
 show it builds for the target (the on-device run belongs to the QEMU tests).
 """
+
 import hashlib
 import re
 import shutil
@@ -27,6 +28,7 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d1
 
 def _keras():
     from tinymighty.tfutil import make_deterministic, tf, tf_keras
+
     make_deterministic(0)
     return tf, tf_keras
 
@@ -63,15 +65,19 @@ def _compiled(tmp: Path, tflite: Path, name: str = "gen", **options) -> SimpleNa
     gen, build = tmp / name, tmp / f"build_{name}"
     info = codegen.generate(tflite, gen, **options)
     return SimpleNamespace(
-        tflite=tflite, info=info, gen=gen,
+        tflite=tflite,
+        info=info,
+        gen=gen,
         exe=codegen.build_host(gen, build),
-        exe_dsp=codegen.build_host(gen, build, emulate_dsp=True))
+        exe_dsp=codegen.build_host(gen, build, emulate_dsp=True),
+    )
 
 
 @pytest.fixture(scope="module")
 def tinyconv(tmp_path_factory):
     """The project's TinyConv, random init, post-training quantised (conv and FC fused)."""
     from tinymighty.model import architectures as models
+
     _keras()
     tmp = tmp_path_factory.mktemp("tinyconv")
     tflite = _to_int8_tflite(models.tiny_conv(), tmp / "tinyconv.tflite", -4.0, 4.0)
@@ -112,6 +118,7 @@ def dslike(tmp_path_factory):
 def sparse_tinyconv(tmp_path_factory):
     """TinyConv with ~85% of its conv and dense weights zeroed, as pruning leaves it."""
     from tinymighty.model import architectures as models
+
     _keras()
     model = models.tiny_conv()
     rng = np.random.default_rng(5)
@@ -131,6 +138,7 @@ def _odd_model(path: Path, prune: dict[str, float] | None = None) -> Path:
     through SPACE_TO_BATCH_ND, so the dilation is set in the flatbuffer instead:
     with stride 1 and SAME padding it leaves every shape unchanged."""
     from tensorflow.lite.tools import flatbuffer_utils
+
     _, tf_keras = _keras()
     L = tf_keras.layers
     inp = L.Input((11, 9))
@@ -216,7 +224,8 @@ def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     assert unfused["weight_bytes"] == rows["weight_bytes"] < 0.6 * dense["weight_bytes"]
     assert rows["weight_bytes"] < info["weight_bytes"] < dense["weight_bytes"]
     assert {"tm_conv2d_sparse_s8(", "tm_fully_connected_sparse_s8("} <= set(
-        re.findall(r"tm_\w+\(", (tmp_path / "unfused" / "model.c").read_text()))
+        re.findall(r"tm_\w+\(", (tmp_path / "unfused" / "model.c").read_text())
+    )
     # A threshold above the layers' sparsity keeps them dense.
     strict = codegen.generate(sparse_tinyconv, tmp_path / "strict", sparse_threshold=0.95)
     assert {l["encoding"] for l in strict["layers"]} <= {"dense", None}
@@ -235,6 +244,7 @@ def _magnitude_pruned_tinyconv(path: Path, sparsity) -> Path:
     sparsity a fraction (unstructured, the smallest |w| of each kernel zeroed) or
     "2:4" (the 2 smallest of every 4 consecutive weights along each output's inputs)."""
     from tinymighty.model import architectures as models
+
     _keras()
     model = models.tiny_conv()
     for name in ("conv", "dense"):
@@ -247,7 +257,7 @@ def _magnitude_pruned_tinyconv(path: Path, sparsity) -> Path:
             by_out = blocks.reshape(by_out.shape)
         else:
             flat = by_out.reshape(-1)
-            flat[np.argsort(np.abs(flat), kind="stable")[:int(round(sparsity * flat.size))]] = 0
+            flat[np.argsort(np.abs(flat), kind="stable")[: int(round(sparsity * flat.size))]] = 0
         layer.set_weights([by_out.T.reshape(w.shape), b + 0.01])
     return _to_int8_tflite(model, path, -4.0, 4.0)
 
@@ -276,12 +286,15 @@ def test_pruned_tinyconv_sparse_kernels_bit_exact(tmp_path, sparsity):
             np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
-                    reason="needs arm-none-eabi-gcc, qemu-system-arm and make")
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
+    reason="needs arm-none-eabi-gcc, qemu-system-arm and make",
+)
 def test_pruned_tinyconv_on_qemu_smaller_than_dense(tmp_path):
     """90%-pruned TinyConv on the emulated Cortex-M4: the column-sparse fused kernel is
     bit-exact to TFLM and its model flash is below the dense kernels' (timing: the bench)."""
     from tinymighty import device
+
     tflite = _magnitude_pruned_tinyconv(tmp_path / "pruned.tflite", 0.9)
     flash = {}
     for name, threshold in (("sparse", 0.7), ("dense", None)):
@@ -299,14 +312,21 @@ def test_pruned_tinyconv_on_qemu_smaller_than_dense(tmp_path):
 # CONV_2D -> FULLY_CONNECTED fusion
 # --------------------------------------------------------------------------
 
+
 def test_fusion_drops_the_conv_output_from_the_arena(tinyconv, tinyconv_unfused):
     fused, unfused = tinyconv.info, tinyconv_unfused.info
-    assert fused["fused"] == [{"kernel": "tm_conv2d_fc_s8_dd", "ops": ["CONV_2D", "FULLY_CONNECTED"],
-                               "indices": [4, 6], "intermediate_bytes": 25 * 20 * 8,
-                               "encoding": "dense+dense", "weight_bytes": fused["weight_bytes"]}]
+    assert fused["fused"] == [
+        {
+            "kernel": "tm_conv2d_fc_s8_dd",
+            "ops": ["CONV_2D", "FULLY_CONNECTED"],
+            "indices": [4, 6],
+            "intermediate_bytes": 25 * 20 * 8,
+            "encoding": "dense+dense",
+            "weight_bytes": fused["weight_bytes"],
+        }
+    ]
     assert unfused["fused"] == [] and unfused["fuse_conv_fc"] is False
-    assert {l["kernel"] for l in fused["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == \
-        {"tm_conv2d_fc_s8_dd"}
+    assert {l["kernel"] for l in fused["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"tm_conv2d_fc_s8_dd"}
     # Nothing of the 4000-byte conv output is left: FC state, two columns and a chunk.
     assert unfused["arena_size"] >= 4000 and fused["arena_size"] < 256
     assert fused["weight_bytes"] == unfused["weight_bytes"] and fused["macs"] == unfused["macs"]
@@ -332,15 +352,25 @@ def test_odd_shapes_and_dilation_bit_exact(oddconv, oddconv_unfused, dsp, fused)
         assert oddconv.info["arena_size"] < oddconv_unfused.info["arena_size"]
 
 
-@pytest.mark.parametrize("prune, threshold, kernel, columns", [
-    ({}, None, "tm_conv2d_fc_s8_dd", True),
-    ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds", True),
-    ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd", True),
-    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss", False),
-    ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_sc", True),
-    ({"conv": 0.75, "dense": 0.6}, 0.5, "tm_conv2d_fc_s8_sc", True),
-], ids=["dense-dense", "dense-sparse", "sparse-dense", "sparse-sparse-rows", "sparse-sparse-columns",
-        "sparse-sparse-columns-0.6"])
+@pytest.mark.parametrize(
+    "prune, threshold, kernel, columns",
+    [
+        ({}, None, "tm_conv2d_fc_s8_dd", True),
+        ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds", True),
+        ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd", True),
+        ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss", False),
+        ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_sc", True),
+        ({"conv": 0.75, "dense": 0.6}, 0.5, "tm_conv2d_fc_s8_sc", True),
+    ],
+    ids=[
+        "dense-dense",
+        "dense-sparse",
+        "sparse-dense",
+        "sparse-sparse-rows",
+        "sparse-sparse-columns",
+        "sparse-sparse-columns-0.6",
+    ],
+)
 def test_fusion_covers_every_weight_encoding_pair(tmp_path, prune, threshold, kernel, columns):
     tflite = _odd_model(tmp_path / "odd.tflite", prune)
     x = _inputs(99, zero_point=-64)
@@ -348,8 +378,9 @@ def test_fusion_covers_every_weight_encoding_pair(tmp_path, prune, threshold, ke
     assert len(np.unique(expected, axis=0)) > 20
     arenas = {}
     for fuse in (True, False):
-        m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=threshold, fuse_conv_fc=fuse,
-                      sparse_columns=columns)
+        m = _compiled(
+            tmp_path, tflite, f"fuse{fuse}", sparse_threshold=threshold, fuse_conv_fc=fuse, sparse_columns=columns
+        )
         arenas[fuse] = m.info["arena_size"]
         assert [f["kernel"] for f in m.info["fused"]] == ([kernel] if fuse else [])
         for exe in (m.exe, m.exe_dsp):
@@ -379,6 +410,7 @@ def test_fusion_needs_a_conv_feeding_an_fc(dslike):
 
 def _toy_chain(*, fc_rows=1, extra_reader=False, conv_is_output=False):
     """CONV_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX as lowered steps, for the pattern matcher."""
+
     def t(i, shape):
         return codegen.Tensor(i, f"t{i}", "INT8", shape, np.ones(1, np.float32), np.zeros(1, np.int64), None)
 
@@ -386,14 +418,35 @@ def _toy_chain(*, fc_rows=1, extra_reader=False, conv_is_output=False):
         return codegen.Step(codegen.Op(i, name, reads, [write], None), kernel, reads, write, **kw)
 
     dense = codegen.WeightEncoding("dense", [], {"w": "w"}, 0.0)
-    x, c, r, f, y, z = t(0, (1, 4, 4, 1)), t(1, (1, 2, 2, 8)), t(2, (fc_rows, 32 // fc_rows)), t(3, (fc_rows, 3)), \
-        t(4, (fc_rows, 3)), t(5, (1, 1, 1, 8))
+    x, c, r, f, y, z = (
+        t(0, (1, 4, 4, 1)),
+        t(1, (1, 2, 2, 8)),
+        t(2, (fc_rows, 32 // fc_rows)),
+        t(3, (fc_rows, 3)),
+        t(4, (fc_rows, 3)),
+        t(5, (1, 1, 1, 8)),
+    )
     steps = [
-        step(0, "CONV_2D", "tm_conv2d_s8", [x], c, encoding=dense, scratch=18,
-             struct={"win": {}, "mm": {"w": "op0_w", "k": 9, "cout": 8, "rq": {}}}),
+        step(
+            0,
+            "CONV_2D",
+            "tm_conv2d_s8",
+            [x],
+            c,
+            encoding=dense,
+            scratch=18,
+            struct={"win": {}, "mm": {"w": "op0_w", "k": 9, "cout": 8, "rq": {}}},
+        ),
         step(1, "RESHAPE", None, [c], r),
-        step(2, "FULLY_CONNECTED", "tm_fully_connected_s8", [r], f, encoding=dense,
-             struct={"rows": fc_rows, "mm": {"w": "op2_w", "k": 32 // fc_rows, "cout": 3, "rq": {}}}),
+        step(
+            2,
+            "FULLY_CONNECTED",
+            "tm_fully_connected_s8",
+            [r],
+            f,
+            encoding=dense,
+            struct={"rows": fc_rows, "mm": {"w": "op2_w", "k": 32 // fc_rows, "cout": 3, "rq": {}}},
+        ),
         step(3, "SOFTMAX", "tm_softmax_s8", [f], y),
     ]
     if extra_reader:
@@ -411,14 +464,17 @@ def test_fusion_pattern_matcher():
     for kwargs in ({"fc_rows": 2}, {"extra_reader": True}, {"conv_is_output": True}):
         graph, steps = _toy_chain(**kwargs)
         kept = codegen.fuse(graph, steps)
-        assert len(kept) == len(steps) and all(a is b for a, b in zip(kept, steps)), kwargs
+        assert len(kept) == len(steps) and all(a is b for a, b in zip(kept, steps, strict=False)), kwargs
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
-                    reason="needs arm-none-eabi-gcc, qemu-system-arm and make")
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
+    reason="needs arm-none-eabi-gcc, qemu-system-arm and make",
+)
 def test_fused_and_unfused_tinyconv_on_qemu(tinyconv, tinyconv_unfused, tmp_path):
     """Both paths cross-compiled and run on the emulated Cortex-M4, bit-exact to TFLM."""
     from tinymighty import device
+
     x = _inputs(49 * 40, n=24, zero_point=tinyconv.info["input_zero_point"])
     expected = codegen.tflm_outputs(tinyconv.tflite, x)
     ram = {}
@@ -460,8 +516,7 @@ def test_generation_is_deterministic(tinyconv, tmp_path):
     again = codegen.generate(tinyconv.tflite, tmp_path / "again")
     for name in ("model.c", "model.h"):
         assert (tmp_path / "again" / name).read_bytes() == (tinyconv.gen / name).read_bytes()
-    assert {k: v for k, v in again.items() if k != "files"} == \
-        {k: v for k, v in tinyconv.info.items() if k != "files"}
+    assert {k: v for k, v in again.items() if k != "files"} == {k: v for k, v in tinyconv.info.items() if k != "files"}
 
 
 def test_memory_planner_shares_arena_bytes(dslike, tinyconv_unfused):
@@ -473,12 +528,14 @@ def test_memory_planner_shares_arena_bytes(dslike, tinyconv_unfused):
 
 def test_plan_memory_never_overlaps_live_buffers():
     rng = np.random.default_rng(3)
-    bufs = [codegen.Buffer(f"b{i}", int(rng.integers(1, 500)), f, f + int(rng.integers(0, 4)))
-            for i, f in enumerate(rng.integers(0, 20, size=60))]
+    bufs = [
+        codegen.Buffer(f"b{i}", int(rng.integers(1, 500)), f, f + int(rng.integers(0, 4)))
+        for i, f in enumerate(rng.integers(0, 20, size=60))
+    ]
     arena = codegen.plan_memory(bufs)
     for i, a in enumerate(bufs):
         assert a.offset % codegen.ARENA_ALIGN == 0 and a.offset + a.size <= arena
-        for b in bufs[i + 1:]:
+        for b in bufs[i + 1 :]:
             if a.first <= b.last and b.first <= a.last:
                 assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
     assert arena < sum(b.size for b in bufs)
@@ -510,9 +567,9 @@ def test_quantize_multiplier_matches_tflite():
     assert codegen.quantize_multiplier(0.5) == (1 << 30, 0)
     assert codegen.quantize_multiplier(1.0) == (1 << 30, 1)
     assert codegen.quantize_multiplier(0.0) == (0, 0)
-    assert codegen.quantize_multiplier(2.0 ** -40) == (0, 0)  # flushed like TFLite
+    assert codegen.quantize_multiplier(2.0**-40) == (0, 0)  # flushed like TFLite
     # Rounding up to 2^31 renormalises instead of overflowing.
-    assert codegen.quantize_multiplier(1 - 2.0 ** -33) == (1 << 30, 1)
+    assert codegen.quantize_multiplier(1 - 2.0**-33) == (1 << 30, 1)
     m, s = codegen.quantize_multiplier(0.0123)
     assert abs(m * 2.0 ** (s - 31) - 0.0123) < 1e-11
 
@@ -528,10 +585,26 @@ def test_dsp_path_cross_compiles_for_cortex_m4(tinyconv, tmp_path):
     sources = [*sorted(codegen.KERNEL_DIR.glob("*.c")), tinyconv.gen / "model.c"]
     for src in sources:
         obj = tmp_path / (src.stem + ".o")
-        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *ARM_FLAGS,
-                        f"-I{codegen.KERNEL_DIR}", f"-I{tinyconv.gen}", str(src), "-o", str(obj)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                "arm-none-eabi-gcc",
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                *ARM_FLAGS,
+                f"-I{codegen.KERNEL_DIR}",
+                f"-I{tinyconv.gen}",
+                str(src),
+                "-o",
+                str(obj),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     kernel_objs = [str(tmp_path / (src.stem + ".o")) for src in sources[:-1]]
-    asm = subprocess.run(["arm-none-eabi-objdump", "-d", *kernel_objs],
-                         check=True, capture_output=True, text=True).stdout
+    asm = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", *kernel_objs], check=True, capture_output=True, text=True
+    ).stdout
     assert "smlad" in asm and "sxtb16" in asm  # the SIMD path, not the portable one

@@ -1,4 +1,5 @@
 """Dataset synthesis (real espeak-ng) and fetching (real tar files, real HTTP on loopback)."""
+
 import functools
 import hashlib
 import http.server
@@ -112,7 +113,7 @@ def test_layout_and_wav_format(small):
 def test_lists_follow_which_set_and_speakers_stay_in_one_split(small):
     root, stats, _ = small
     listed = {"validation": read_list(root, "validation"), "testing": read_list(root, "testing")}
-    for split, paths in listed.items():
+    for paths in listed.values():
         assert paths == sorted(paths) and all((root / p).is_file() for p in paths)
     split_of = {p: split for split, paths in listed.items() for p in paths}
     speakers = defaultdict(set)

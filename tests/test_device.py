@@ -1,6 +1,7 @@
 """Firmware + host protocol on real components: arm-none-eabi-gcc, QEMU mps2-an386, the native
 build.  The model is the hand-written fixture in tests/fixtures/tiny_model (a 16->4 dense
 layer) unless the code generator exists, in which case a real TinyConv is also run."""
+
 from __future__ import annotations
 
 import ast
@@ -16,13 +17,26 @@ import numpy as np
 import pytest
 
 from tinymighty import device
-from tinymighty.device import (DeviceClient, DeviceError, FirmwareBuildError, QemuBackend, SerialBackend,
-                               Transcript, build_firmware, connect, crc8, frame, measure, unframe)
+from tinymighty.device import (
+    DeviceClient,
+    DeviceError,
+    FirmwareBuildError,
+    QemuBackend,
+    SerialBackend,
+    Transcript,
+    build_firmware,
+    connect,
+    crc8,
+    frame,
+    measure,
+    unframe,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model"
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make", "gcc")
-pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                                reason=f"needs {', '.join(TOOLS)} (./tbm install)")
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)} (./tbm install)"
+)
 
 
 def _c_array(src: str, declaration: str) -> np.ndarray:
@@ -104,16 +118,23 @@ def test_single_inference_over_the_line(builds, inputs, tmp_path):
 
 def test_device_answers_bad_requests_with_errors(builds, tmp_path):
     """Damaged and malformed requests get an ERR line (host build: same app, fast)."""
-    proc = subprocess.run([builds["host"]], capture_output=True, timeout=10, input=b"".join([
-        b"ID*00\n",                       # bad checksum
-        b"ID\n",                          # missing checksum
-        frame("FLY"),                     # unknown command
-        frame("LOAD 10 0011223344556677"),  # past the 16-byte input
-        frame("BENCH x"),                 # bad argument
-        frame("RUN 0x21000000"),          # nothing preloaded there
-        b"X" * 300 + b"\n",               # longer than line_max
-        frame("ID"),                      # still alive
-    ]))
+    proc = subprocess.run(
+        [builds["host"]],
+        capture_output=True,
+        timeout=10,
+        input=b"".join(
+            [
+                b"ID*00\n",  # bad checksum
+                b"ID\n",  # missing checksum
+                frame("FLY"),  # unknown command
+                frame("LOAD 10 0011223344556677"),  # past the 16-byte input
+                frame("BENCH x"),  # bad argument
+                frame("RUN 0x21000000"),  # nothing preloaded there
+                b"X" * 300 + b"\n",  # longer than line_max
+                frame("ID"),  # still alive
+            ]
+        ),
+    )
     replies = [unframe(line) for line in proc.stdout.splitlines()]
     assert None not in replies, proc.stdout
     codes = [r.split()[1] for r in replies[1:]]  # after READY
@@ -171,8 +192,7 @@ def test_damaged_lines_are_retried(builds, tmp_path):
     # The first ID request is damaged (the device answers ERR CHECKSUM), then the reply to the
     # second one (reply line 2, after READY and that ERR): two retries, then success.
     with QemuBackend(builds["elf"], timeout=30) as qemu:
-        proxy = CorruptingProxy(qemu.url, damage_reply=lambda i, line: i == 2,
-                                damage_request=lambda i, line: i == 0)
+        proxy = CorruptingProxy(qemu.url, damage_reply=lambda i, line: i == 2, damage_request=lambda i, line: i == 0)
         client = _client_through(proxy.url, tmp_path / "log")
         assert client.identify()["model"] == "fixture-dense16x4"
         client.exit(0)
@@ -213,10 +233,13 @@ def test_serial_backend_over_qemu_pty(builds, inputs, tmp_path):
     assert r["timing"]["unit"] == "ticks" and r["ram"]["stack_high_water"] > 0
 
 
-@pytest.mark.parametrize("knob, message", [
-    ("-DTM_FIXTURE_EXTRA_WEIGHTS=1100000", "FLASH BUDGET EXCEEDED"),
-    ("-DTM_FIXTURE_ARENA_SIZE=300000", "RAM BUDGET EXCEEDED"),
-])
+@pytest.mark.parametrize(
+    "knob, message",
+    [
+        ("-DTM_FIXTURE_EXTRA_WEIGHTS=1100000", "FLASH BUDGET EXCEEDED"),
+        ("-DTM_FIXTURE_ARENA_SIZE=300000", "RAM BUDGET EXCEEDED"),
+    ],
+)
 def test_oversized_model_fails_at_link_time(tmp_path, knob, message):
     with pytest.raises(FirmwareBuildError) as err:
         build_firmware(FIXTURE, tmp_path, kernels_dir="", extra_cflags=knob)
@@ -276,8 +299,11 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     np.testing.assert_array_equal(host["outputs"], r["outputs"])
 
     ident = r["identify"]
-    assert (ident["model"], ident["arena"], ident["weights"]) == (info["model_hash"], info["arena_size"],
-                                                                 info["weight_bytes"])
+    assert (ident["model"], ident["arena"], ident["weights"]) == (
+        info["model_hash"],
+        info["arena_size"],
+        info["weight_bytes"],
+    )
     # .model holds the weights plus the per-op parameter structs, nothing else.
     assert info["weight_bytes"] <= r["flash"]["model"] < info["weight_bytes"] + 1024
     assert r["timing"]["instructions_spread"] == 0 and r["timing"]["instructions_median"] > info["macs"] / 2

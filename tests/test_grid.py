@@ -1,12 +1,14 @@
 """The grid is data: a bigger config dry-runs to hundreds of independent jobs with a valid DAG."""
+
 import re
 
 from conftest import REPO, snakemake
 
 
 def test_large_grid_dry_run(tmp_path):
-    out = snakemake(tmp_path, "-n", "--quiet", "rules",
-                    configfile=[REPO / "config.yaml", REPO / "examples" / "grid_large.yaml"]).stdout
+    out = snakemake(
+        tmp_path, "-n", "--quiet", "rules", configfile=[REPO / "config.yaml", REPO / "examples" / "grid_large.yaml"]
+    ).stdout
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
     variant_jobs = sum(n for rule, n in counts.items() if rule == "prune" or rule.startswith(("quant_", "convert_")))
     assert variant_jobs >= 100, counts

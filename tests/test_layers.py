@@ -1,4 +1,5 @@
 """Imports in the package run one way: a stage imports only the stages below it (ARCHITECTURE.md)."""
+
 import ast
 from pathlib import Path
 

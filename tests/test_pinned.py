@@ -25,6 +25,7 @@ How the figures in PINNED were obtained (before anything moved, commit 35b0ae3):
     threshold None is the dense baseline the workflow measures for sparse-encoded variants
     (device["dense_kernels"]).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,32 +44,65 @@ N_BENCH = 3
 
 # name: (fixture, codegen.generate options, kernels model.c must call)
 CASES = {
-    "tinyconv_dense": ("tinyconv_ptq_int8", {"sparse_threshold": SPARSE_THRESHOLD},
-                       {"tm_conv2d_fc_s8_dd", "tm_softmax_s8"}),
-    "tinyconv_dense_unfused": ("tinyconv_ptq_int8", {"sparse_threshold": SPARSE_THRESHOLD, "fuse_conv_fc": False},
-                               {"tm_conv2d_s8", "tm_fully_connected_s8", "tm_softmax_s8"}),
-    "tinyconv_s90_sparse": ("tinyconv_unst_s90_ft", {"sparse_threshold": SPARSE_THRESHOLD},
-                            {"tm_conv2d_fc_s8_sc", "tm_softmax_s8"}),
-    "tinyconv_s90_dense": ("tinyconv_unst_s90_ft", {"sparse_threshold": None},
-                           {"tm_conv2d_fc_s8_dd", "tm_softmax_s8"}),
-    "tinyconv_s90_sparse_rows": ("tinyconv_unst_s90_ft",
-                                 {"sparse_threshold": SPARSE_THRESHOLD, "sparse_columns": False},
-                                 {"tm_conv2d_fc_s8_ss", "tm_softmax_s8"}),
-    "tinyconv_s90_sparse_unfused": ("tinyconv_unst_s90_ft",
-                                    {"sparse_threshold": SPARSE_THRESHOLD, "fuse_conv_fc": False},
-                                    {"tm_conv2d_sparse_s8", "tm_fully_connected_sparse_s8", "tm_softmax_s8"}),
-    "dslike": ("dslike", {"sparse_threshold": SPARSE_THRESHOLD},
-               {"tm_conv2d_s8", "tm_dwconv2d_s8", "tm_add_s8", "tm_max_pool_s8", "tm_avg_pool_s8",
-                "tm_fully_connected_s8", "tm_softmax_s8"}),
-    "odd_dense_sparse": ("odd_conv50_dense90", {"sparse_threshold": 0.7},
-                         {"tm_conv2d_s8", "tm_conv2d_fc_s8_ds", "tm_softmax_s8"}),
-    "odd_dense_sparse_unfused": ("odd_conv50_dense90", {"sparse_threshold": 0.7, "fuse_conv_fc": False},
-                                 {"tm_conv2d_s8", "tm_fully_connected_sparse_s8", "tm_softmax_s8"}),
-    "odd_sparse_dense": ("odd_conv90_dense50", {"sparse_threshold": 0.7},
-                         {"tm_conv2d_s8", "tm_conv2d_fc_s8_sd", "tm_softmax_s8"}),
-    "odd_sparse_dense_unfused": ("odd_conv90_dense50", {"sparse_threshold": 0.7, "fuse_conv_fc": False},
-                                 {"tm_conv2d_s8", "tm_conv2d_sparse_s8", "tm_fully_connected_s8",
-                                  "tm_softmax_s8"}),
+    "tinyconv_dense": (
+        "tinyconv_ptq_int8",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {"tm_conv2d_fc_s8_dd", "tm_softmax_s8"},
+    ),
+    "tinyconv_dense_unfused": (
+        "tinyconv_ptq_int8",
+        {"sparse_threshold": SPARSE_THRESHOLD, "fuse_conv_fc": False},
+        {"tm_conv2d_s8", "tm_fully_connected_s8", "tm_softmax_s8"},
+    ),
+    "tinyconv_s90_sparse": (
+        "tinyconv_unst_s90_ft",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {"tm_conv2d_fc_s8_sc", "tm_softmax_s8"},
+    ),
+    "tinyconv_s90_dense": ("tinyconv_unst_s90_ft", {"sparse_threshold": None}, {"tm_conv2d_fc_s8_dd", "tm_softmax_s8"}),
+    "tinyconv_s90_sparse_rows": (
+        "tinyconv_unst_s90_ft",
+        {"sparse_threshold": SPARSE_THRESHOLD, "sparse_columns": False},
+        {"tm_conv2d_fc_s8_ss", "tm_softmax_s8"},
+    ),
+    "tinyconv_s90_sparse_unfused": (
+        "tinyconv_unst_s90_ft",
+        {"sparse_threshold": SPARSE_THRESHOLD, "fuse_conv_fc": False},
+        {"tm_conv2d_sparse_s8", "tm_fully_connected_sparse_s8", "tm_softmax_s8"},
+    ),
+    "dslike": (
+        "dslike",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {
+            "tm_conv2d_s8",
+            "tm_dwconv2d_s8",
+            "tm_add_s8",
+            "tm_max_pool_s8",
+            "tm_avg_pool_s8",
+            "tm_fully_connected_s8",
+            "tm_softmax_s8",
+        },
+    ),
+    "odd_dense_sparse": (
+        "odd_conv50_dense90",
+        {"sparse_threshold": 0.7},
+        {"tm_conv2d_s8", "tm_conv2d_fc_s8_ds", "tm_softmax_s8"},
+    ),
+    "odd_dense_sparse_unfused": (
+        "odd_conv50_dense90",
+        {"sparse_threshold": 0.7, "fuse_conv_fc": False},
+        {"tm_conv2d_s8", "tm_fully_connected_sparse_s8", "tm_softmax_s8"},
+    ),
+    "odd_sparse_dense": (
+        "odd_conv90_dense50",
+        {"sparse_threshold": 0.7},
+        {"tm_conv2d_s8", "tm_conv2d_fc_s8_sd", "tm_softmax_s8"},
+    ),
+    "odd_sparse_dense_unfused": (
+        "odd_conv90_dense50",
+        {"sparse_threshold": 0.7, "fuse_conv_fc": False},
+        {"tm_conv2d_s8", "tm_conv2d_sparse_s8", "tm_fully_connected_s8", "tm_softmax_s8"},
+    ),
 }
 
 # Printed by this file run as a script on the original code (see the module docstring). Instructions
@@ -156,6 +190,7 @@ def _inputs(size: int, zero_point: int) -> np.ndarray:
 
 def _generate(name: str, out: Path) -> dict:
     from tinymighty.codegen import generate
+
     fixture, options, _ = CASES[name]
     return generate(FIXTURES / f"{fixture}.tflite", out, **options)
 
@@ -167,6 +202,7 @@ def _files(gen: Path) -> dict:
 def _measure(name: str, tmp: Path) -> dict:
     """Generated files' sha256, QEMU outputs' sha256 and instructions per inference for one case."""
     from tinymighty.device import build_firmware, measure
+
     gen = tmp / name / "model"
     info = _generate(name, gen)
     x = _inputs(int(np.prod(info["input_shape"])), info["input_zero_point"])
@@ -174,8 +210,13 @@ def _measure(name: str, tmp: Path) -> dict:
     r = measure(elf, {"kind": "qemu", "timeout": 120}, x, n_bench=N_BENCH, log_path=tmp / name / "qemu.log")
     t = r["timing"]
     assert t["n"] == N_BENCH and t["instructions_spread"] == 0, t
-    return {**_files(gen), "outputs": _sha(np.ascontiguousarray(r["outputs"], np.int8).tobytes()),
-            "instructions": int(t["instructions_median"]), "_gen": gen, "_x": x}
+    return {
+        **_files(gen),
+        "outputs": _sha(np.ascontiguousarray(r["outputs"], np.int8).tobytes()),
+        "instructions": int(t["instructions_median"]),
+        "_gen": gen,
+        "_x": x,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -183,8 +224,7 @@ def _measure(name: str, tmp: Path) -> dict:
 
 def test_every_kernel_entry_point_is_pinned():
     header = (Path(__file__).parents[1] / "firmware" / "kernels" / "tm_kernels.h").read_text()
-    declared = {line.split("(")[0].split()[-1] for line in header.splitlines()
-                if line.startswith("void tm_")}
+    declared = {line.split("(")[0].split()[-1] for line in header.splitlines() if line.startswith("void tm_")}
     assert declared == set().union(*(kernels for _, _, kernels in CASES.values()))
     assert set(PINNED) == set(CASES)
 
@@ -199,8 +239,9 @@ def test_generated_c_is_pinned(name, tmp_path):
 
 
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm", "make", "gcc")
-needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                                 reason=f"needs {', '.join(TOOLS)} (./tbm install)")
+needs_tools = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)} (./tbm install)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +254,7 @@ def measured(tmp_path_factory):
         if name not in cache:
             cache[name] = _measure(name, tmp)
         return cache[name]
+
     return get
 
 
@@ -220,8 +262,9 @@ def measured(tmp_path_factory):
 @pytest.mark.parametrize("name", list(CASES))
 def test_qemu_instructions_and_outputs_are_pinned(name, measured):
     m = measured(name)
-    assert {k: m[k] for k in ("model.c", "model.h", "outputs")} == \
-        {k: PINNED[name][k] for k in ("model.c", "model.h", "outputs")}
+    assert {k: m[k] for k in ("model.c", "model.h", "outputs")} == {
+        k: PINNED[name][k] for k in ("model.c", "model.h", "outputs")
+    }
     assert m["instructions"] == PINNED[name]["instructions"]
 
 
@@ -230,6 +273,7 @@ def test_qemu_instructions_and_outputs_are_pinned(name, measured):
 def test_host_build_computes_the_pinned_outputs(name, measured, tmp_path):
     """The host build of the same kernels, portable and with the emulated DSP path, agrees with QEMU."""
     from tinymighty.codegen import build_host, run_host
+
     m = measured(name)
     for dsp in (False, True):
         exe = build_host(m["_gen"], tmp_path, emulate_dsp=dsp)

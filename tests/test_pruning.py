@@ -1,4 +1,5 @@
 """Pruning study (issue 5): structured surgery, achieved sparsity, 2:4 masks, prune+QAT, fan-out, report."""
+
 import json
 import re
 from collections import Counter
@@ -33,7 +34,7 @@ def data():
         y = rng.integers(0, 4, n)
         x = rng.normal(0, 1, (n,) + SHAPE).astype(np.float32)
         for c in range(4):
-            x[y == c, :, 10 * c:10 * c + 10] += 2.0
+            x[y == c, :, 10 * c : 10 * c + 10] += 2.0
         return x, y
 
     return split(96), split(32)
@@ -62,12 +63,22 @@ FT = {"epochs": 2, "batch_size": 16, "learning_rate": 0.002, "prune_fraction": 0
 
 # --- the grid ------------------------------------------------------------------------------------------------
 
+
 def test_variant_grid_from_configs():
     tiny = yaml.safe_load(TINY.read_text())
     names = [v.name for v in P.variants(tiny, "tinyconv")]
     # The keep sweep and the norm comparison share chan_l1_k4, which is built once.
-    assert names == ["unst_s90_os", "unst_s90_ft", "chan_l1_k4_os", "chan_l1_k4_ft", "chan_linf_k4_os",
-                     "chan_linf_k4_ft", "sp24_os", "sp24_ft", "pqat_s75"]
+    assert names == [
+        "unst_s90_os",
+        "unst_s90_ft",
+        "chan_l1_k4_os",
+        "chan_l1_k4_ft",
+        "chan_linf_k4_os",
+        "chan_linf_k4_ft",
+        "sp24_os",
+        "sp24_ft",
+        "pqat_s75",
+    ]
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     vs = P.variants(default, "tinyconv")
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", v.name) for v in vs)
@@ -82,6 +93,7 @@ def test_variant_grid_from_configs():
 
 
 # --- structured ----------------------------------------------------------------------------------------------
+
 
 def test_filter_ranking_norms_differ():
     # Filter 0: many small weights (big L1, small Linf); filter 1: one spike (big Linf); filter 2: in between.
@@ -102,8 +114,9 @@ def test_structured_model_equals_masked_original(tfm, arch):
     kwargs = {"filters": 12, "blocks": 2} if arch == "dscnn" else {}
     model = models.build(arch, SHAPE, 4, **kwargs)
     # Biases too, so a removed channel would leak relu(bias) if its downstream weights were not removed.
-    model.set_weights([w + 0.05 * np.random.default_rng(1).normal(size=w.shape).astype(w.dtype)
-                       for w in model.get_weights()])
+    model.set_weights(
+        [w + 0.05 * np.random.default_rng(1).normal(size=w.shape).astype(w.dtype) for w in model.get_weights()]
+    )
     kept = structured.plan_channels(model, "l2", 5, 8)
     small = structured.remove_channels(model, kept)
     masked = structured.mask_channels(model, kept)
@@ -132,6 +145,7 @@ def test_structured_tflite_bytes_fall(tfm, trained, data):
 
 # --- unstructured --------------------------------------------------------------------------------------------
 
+
 def test_one_shot_sparsity_is_tfmot_magnitude(tfm, trained):
     model = fresh(tfm, trained)
     orig = {l.name: l.get_weights()[0].copy() for l in model.layers if type(l).__name__ in sparsity.PRUNABLE}
@@ -157,8 +171,9 @@ def test_schedule_fires_in_short_runs():
 def test_gradual_pruning_reaches_target_and_survives_int8(tfm, trained, data, tmp_path):
     from tinymighty.model.convert import to_int8
 
-    pruned, schedule, history = unstructured.prune_unstructured_gradual(fresh(tfm, trained), 0.9, data[0], data[1],
-                                                                        FT, 3, tmp_path, log=lambda m: None)
+    pruned, schedule, history = unstructured.prune_unstructured_gradual(
+        fresh(tfm, trained), 0.9, data[0], data[1], FT, 3, tmp_path, log=lambda m: None
+    )
     sparsity.check_sparsity(sparsity.kernel_sparsity(pruned), 0.9, 0.01)
     assert len(history) == FT["epochs"] and schedule["checkpoint_from_epoch"] == 0
     in_file = sparsity.tflite_sparsity(to_int8(pruned, data[0][0], 16))
@@ -168,20 +183,24 @@ def test_gradual_pruning_reaches_target_and_survives_int8(tfm, trained, data, tm
 
 # --- 2:4 -----------------------------------------------------------------------------------------------------
 
+
 def test_m_by_n_mask_matches_tfmot_where_tfmot_applies():
-    from tinymighty.tfutil import tf
     from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils as pu
+
+    from tinymighty.tfutil import tf
 
     rng = np.random.default_rng(3)
     for shape in [(16, 6), (3, 3, 8, 5)]:
         k = rng.normal(size=shape).astype(np.float32)
-        theirs = pu.m_by_n_sparsity_mask_prepare(pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))),
-                                                 tf.TensorShape(shape)).numpy()
+        theirs = pu.m_by_n_sparsity_mask_prepare(
+            pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))), tf.TensorShape(shape)
+        ).numpy()
         np.testing.assert_array_equal(m_by_n.m_by_n_mask(k), theirs)
     # TinyConv's conv has one input channel: tfmot's grouping leaves it dense, ours groups along the width.
     k = rng.normal(size=(10, 8, 1, 8)).astype(np.float32)
-    theirs = pu.m_by_n_sparsity_mask_prepare(pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))),
-                                             tf.TensorShape(k.shape)).numpy()
+    theirs = pu.m_by_n_sparsity_mask_prepare(
+        pu.generate_m_by_n_mask(pu.weights_rearrange(tf.constant(k))), tf.TensorShape(k.shape)
+    ).numpy()
     assert theirs.all()
     ours = m_by_n.m_by_n_mask(k)
     assert ours.reshape(10, 2, 4, 8).sum(axis=2).max() == ours.reshape(10, 2, 4, 8).sum(axis=2).min() == 2
@@ -191,8 +210,9 @@ def test_2by4_variant_pattern(tfm, trained, data, tmp_path):
     from tinymighty.model.convert import to_int8
 
     for ft in (None, {**FT, "epochs": 1}):
-        pruned, methods, _ = m_by_n.prune_2by4(fresh(tfm, trained), *data, ft=ft, seed=1, workdir=tmp_path,
-                                               log=lambda m: None)
+        pruned, methods, _ = m_by_n.prune_2by4(
+            fresh(tfm, trained), *data, ft=ft, seed=1, workdir=tmp_path, log=lambda m: None
+        )
         assert "tfmot" in methods["dense"] and "kernel width" in methods["conv"]
         for layer in ("conv", "dense"):
             pat = m_by_n.m_by_n_pattern(pruned.get_layer(layer).get_weights()[0])
@@ -207,6 +227,7 @@ def test_2by4_variant_pattern(tfm, trained, data, tmp_path):
 
 # --- prune + QAT ---------------------------------------------------------------------------------------------
 
+
 def test_prune_preserving_qat_keeps_sparsity_in_tflite(tfm, trained, data, tmp_path):
     from tinymighty.model.convert import to_int8
 
@@ -220,52 +241,107 @@ def test_prune_preserving_qat_keeps_sparsity_in_tflite(tfm, trained, data, tmp_p
 
 # --- report --------------------------------------------------------------------------------------------------
 
+
 def _fake_rows():
     rows = []
 
     def row(variant, family, acc, host, dev=None, **kw):
         h = {"mode": host.pop("mode", None), **host}
-        r = {"arch": "tinyconv", "variant": variant, "label": f"tinyconv/{variant}", "family": family,
-             "accuracy": acc, "params": kw.get("params", 16652), "nonzero_params": kw.get("nz", 16652),
-             "macs": kw.get("macs", 336000), "flops": kw.get("macs", 336000) * 2, "tflite_bytes": 20000,
-             "gzip_bytes": kw.get("gz", 18000), "host_ms": 0.1, "deployable": True, "host": {"n": 500, **h},
-             "device": dev}
+        r = {
+            "arch": "tinyconv",
+            "variant": variant,
+            "label": f"tinyconv/{variant}",
+            "family": family,
+            "accuracy": acc,
+            "params": kw.get("params", 16652),
+            "nonzero_params": kw.get("nz", 16652),
+            "macs": kw.get("macs", 336000),
+            "flops": kw.get("macs", 336000) * 2,
+            "tflite_bytes": 20000,
+            "gzip_bytes": kw.get("gz", 18000),
+            "host_ms": 0.1,
+            "deployable": True,
+            "host": {"n": 500, **h},
+            "device": dev,
+        }
         if dev:
             r.update(instructions=dev["instructions"]["median"], flash=dev["flash"]["total"])
         rows.append(r)
 
-    dev = lambda i, f, d=None: {"instructions": {"median": i}, "flash": {"total": f, "model": f - 9000},  # noqa
-                                **({"dense_kernels": {"instructions_median": d, "flash_model": 21000}} if d else {})}
+    def dev(i, f, d=None):
+        return {
+            "instructions": {"median": i},
+            "flash": {"total": f, "model": f - 9000},
+            **({"dense_kernels": {"instructions_median": d, "flash_model": 21000}} if d else {}),
+        }
+
     row("float", "float", 0.9, {}, None)
     row("ptq_int8", "ptq", 0.89, {}, dev(3_000_000, 30000))
     for s, acc in ((0.5, 0.88), (0.9, 0.85)):
         for mode, pen in (("os", 0.3), ("ft", 0.0)):
             nz = int(16652 * (1 - s))
-            row(f"unst_{P.sparsity_tag(s)}_{mode}", P.FAMILY_UNSTRUCTURED, acc - pen,
+            row(
+                f"unst_{P.sparsity_tag(s)}_{mode}",
+                P.FAMILY_UNSTRUCTURED,
+                acc - pen,
                 {"mode": mode, "sparsity_target": s, "sparsity_overall": s, "fine_tuned": mode == "ft"},
-                dev(int(3e6 * (1 - s)) + 50000, 30000 - int(9000 * s), 3_000_000), nz=nz)
+                dev(int(3e6 * (1 - s)) + 50000, 30000 - int(9000 * s), 3_000_000),
+                nz=nz,
+            )
     for norm in ("l1", "l2", "linf"):
-        for k in ((6, 4) if norm == "l1" else (4,)):
+        for k in (6, 4) if norm == "l1" else (4,):
             for mode, pen in (("os", 0.2), ("ft", 0.0)):
-                row(f"chan_{norm}_k{k}_{mode}", P.FAMILY_STRUCTURED, 0.8 - pen + k / 100,
-                    {"mode": mode, "norm": norm, "keep": k, "out_of": 8, "kept_channels": {"conv": list(range(k))},
-                     "filter_norms": {"conv": [8.0 - i for i in range(8)]},
-                     "host_latency_ref": {"median_ms": 0.05 * k}, "host_latency_ref_unpruned": {"median_ms": 0.4}},
-                    dev(int(3e6 * k / 8), 20000), params=16652 * k // 8, nz=16652 * k // 8, macs=42000 * k)
-    row("sp24_ft", P.FAMILY_2BY4, 0.86, {"mode": "ft", "sparsity_target": 0.5, "methods": {"conv": "own"},
-                                          "pattern": {"conv": {"groups": 160, "groups_ok": 160, "sparsity": 0.5}}},
-        dev(2_000_000, 26000), nz=8332)
-    row("pqat_s75", P.FAMILY_PQAT, 0.87, {"mode": "ft", "sparsity_target": 0.75,
-                                           "tflite_sparsity": [{"op": "4:CONV_2D", "sparsity": 0.75}]},
-        dev(1_000_000, 24000), nz=4172)
+                row(
+                    f"chan_{norm}_k{k}_{mode}",
+                    P.FAMILY_STRUCTURED,
+                    0.8 - pen + k / 100,
+                    {
+                        "mode": mode,
+                        "norm": norm,
+                        "keep": k,
+                        "out_of": 8,
+                        "kept_channels": {"conv": list(range(k))},
+                        "filter_norms": {"conv": [8.0 - i for i in range(8)]},
+                        "host_latency_ref": {"median_ms": 0.05 * k},
+                        "host_latency_ref_unpruned": {"median_ms": 0.4},
+                    },
+                    dev(int(3e6 * k / 8), 20000),
+                    params=16652 * k // 8,
+                    nz=16652 * k // 8,
+                    macs=42000 * k,
+                )
+    row(
+        "sp24_ft",
+        P.FAMILY_2BY4,
+        0.86,
+        {
+            "mode": "ft",
+            "sparsity_target": 0.5,
+            "methods": {"conv": "own"},
+            "pattern": {"conv": {"groups": 160, "groups_ok": 160, "sparsity": 0.5}},
+        },
+        dev(2_000_000, 26000),
+        nz=8332,
+    )
+    row(
+        "pqat_s75",
+        P.FAMILY_PQAT,
+        0.87,
+        {"mode": "ft", "sparsity_target": 0.75, "tflite_sparsity": [{"op": "4:CONV_2D", "sparsity": 0.75}]},
+        dev(1_000_000, 24000),
+        nz=4172,
+    )
     return rows
 
 
 def _render_section(ctx, config):
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "report" / "templates")), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(REPO / "report" / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["pct"] = lambda v, d=1: "n/a" if v is None else f"{100 * v:.{d}f}%"
     env.filters["ms"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     env.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}"
@@ -287,7 +363,7 @@ def test_report_context_and_template(tmp_path, with_device):
     a = ctx["pruning"]["archs"]["tinyconv"]
     expected = {"fig_params", "fig_structured_cost", "fig_norms"} | ({"fig_unst_instr"} if with_device else set())
     assert expected <= set(a) and (tmp_path / a["fig_params"]).exists()
-    assert (("fig_unst_instr" in a) == with_device)
+    assert ("fig_unst_instr" in a) == with_device
     page = _render_section(ctx, config)
     assert "<h2>Pruning</h2>" in page and "Pareto" in page
     if with_device:
@@ -305,6 +381,7 @@ def test_pareto_front():
 
 # --- workflow ------------------------------------------------------------------------------------------------
 
+
 def test_dry_run_shows_fan_out(tmp_path):
     from conftest import snakemake
 
@@ -319,7 +396,7 @@ def test_tiny_workflow_pruning_results(tiny_run):
     res = tiny_run / "results"
     hosts = {p.parent.name: json.loads(p.read_text()) for p in (res / "variants" / "tinyconv").glob("*/host.json")}
     dense = hosts["ptq_int8"]
-    for name, h in hosts.items():
+    for _name, h in hosts.items():
         if h.get("family") == P.FAMILY_UNSTRUCTURED:
             assert all(abs(v - h["sparsity_target"]) <= 0.01 for v in h["sparsity_achieved"].values())
             assert h["nonzero_params"] < dense["nonzero_params"] and h["gzip_bytes"] < dense["gzip_bytes"]
@@ -331,8 +408,12 @@ def test_tiny_workflow_pruning_results(tiny_run):
     assert {"unst_s90_ft", "chan_l1_k4_os", "sp24_ft", "pqat_s75"} <= set(hosts)
     html = (res / "report.html").read_text()
     assert "<h2>Pruning</h2>" in html
-    for fig in ("pruning_acc_vs_params_tinyconv", "pruning_structured_cost_tinyconv", "pruning_norms_tinyconv",
-                "pruning_pareto_tinyconv"):
+    for fig in (
+        "pruning_acc_vs_params_tinyconv",
+        "pruning_structured_cost_tinyconv",
+        "pruning_norms_tinyconv",
+        "pruning_pareto_tinyconv",
+    ):
         assert (res / "report_files" / f"{fig}.png").exists() and f"{fig}.png" in html
 
 
@@ -343,7 +424,11 @@ def test_schema_is_strict():
     schema = str(REPO / "rules" / "schema" / "config.schema.yaml")
     config = yaml.safe_load(TINY.read_text())
     validate(config, schema)
-    for bad in ({"structured": {**config["pruning"]["structured"], "norm": "l3"}},
-                {"unstructured": {"sparsities": [1.5]}}, {"modes": ["os", "x/../y"]}, {"typo": 1}):
+    for bad in (
+        {"structured": {**config["pruning"]["structured"], "norm": "l3"}},
+        {"unstructured": {"sparsities": [1.5]}},
+        {"modes": ["os", "x/../y"]},
+        {"typo": 1},
+    ):
         with pytest.raises(WorkflowError):
             validate({**config, "pruning": {**config["pruning"], **bad}}, schema)

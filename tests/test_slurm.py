@@ -44,8 +44,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # Fast status polling for the test (the profile's own values are for real
 # clusters); the rest of profiles/slurm is used unchanged.
 FAST_STATUS = [
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--seconds-between-status-checks", "2",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
 ]
 
@@ -73,7 +75,7 @@ def slurm_partition(slurm_cluster) -> str:
 
 
 # ------------------------------------------------------- workflows under test
-TOY_SNAKEFILE = r'''
+TOY_SNAKEFILE = r"""
 SAMPLES = ["3", "5"]
 
 localrules: all
@@ -95,7 +97,7 @@ rule metrics:
     shell:
         'echo "SLURM_JOB_ID=${{SLURM_JOB_ID:-none}} PARTITION=${{SLURM_JOB_PARTITION:-none}}" > {log}; '
         'cat {input} | awk \'{{s += $1; n += 1}} END {{printf "{{\\"n\\": %d, \\"sum\\": %d}}\\n", n, s}}\' > {output}'
-'''
+"""
 
 
 @dataclass
@@ -116,7 +118,8 @@ def toy_workflow(tmp_path: Path) -> WorkflowUnderTest:
     snakefile.parent.mkdir(parents=True, exist_ok=True)
     snakefile.write_text(TOY_SNAKEFILE)
     return WorkflowUnderTest(
-        name="toy", snakefile=snakefile,
+        name="toy",
+        snakefile=snakefile,
         metrics_globs=("results/metrics.json",),
         jobid_logs=("logs/count_3.log", "logs/count_5.log", "logs/metrics.log"),
         expected_jobs=3,  # count x2 + metrics; `all` is a local rule
@@ -144,12 +147,18 @@ def real_workflow(tmp_path: Path) -> WorkflowUnderTest:
         overrides.write_text(json.dumps(REAL_OVERRIDES))  # JSON is YAML
         configfiles.append(str(overrides))
     return WorkflowUnderTest(
-        name="real", snakefile=snakefile, args=["--configfile", *configfiles],
+        name="real",
+        snakefile=snakefile,
+        args=["--configfile", *configfiles],
         # host metrics of every variant, on-device metrics (qemu), model sizes,
         # the report's summary table and the raw test-set predictions
-        metrics_globs=("results/variants/*/*/host.json", "results/variants/*/*/predictions.npy",
-                       "results/firmware/*/*/device.json", "results/models/*/size.json",
-                       "results/summary.csv"),
+        metrics_globs=(
+            "results/variants/*/*/host.json",
+            "results/variants/*/*/predictions.npy",
+            "results/firmware/*/*/device.json",
+            "results/models/*/size.json",
+            "results/summary.csv",
+        ),
         timeout=1200,
     )
 
@@ -159,23 +168,38 @@ WORKFLOWS = {"toy": toy_workflow, "real": real_workflow}
 
 # ----------------------------------------------------------------- helpers
 def _clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SNAKEMAKE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SNAKEMAKE_"))}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env
 
 
 def _snakemake_cmd(wf: WorkflowUnderTest, workdir: Path, profile: Path, *extra) -> list[str]:
-    return [*SNAKEMAKE, "--snakefile", str(wf.snakefile), "--directory", str(workdir),
-            "--workflow-profile", str(profile), *wf.args, *extra]
+    return [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(wf.snakefile),
+        "--directory",
+        str(workdir),
+        "--workflow-profile",
+        str(profile),
+        *wf.args,
+        *extra,
+    ]
 
 
 def _run(cmd, *, env, timeout, log: Path) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own session; on timeout/interrupt kill that whole group."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout + 60)
     except BaseException:
@@ -196,8 +220,10 @@ def _run(cmd, *, env, timeout, log: Path) -> subprocess.CompletedProcess:
         raise
     res = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     res.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
-    log.write_text(f"$ {' '.join(map(str, cmd))}\n# rc={res.returncode} "
-                   f"elapsed={res.elapsed:.1f}s\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}")
+    log.write_text(
+        f"$ {' '.join(map(str, cmd))}\n# rc={res.returncode} "
+        f"elapsed={res.elapsed:.1f}s\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
+    )
     return res
 
 
@@ -212,8 +238,10 @@ def _metrics(workdir: Path, globs) -> dict[str, Path]:
 
 # Wall-clock measurements legitimately differ between two runs; everything
 # else in a metrics file (accuracy, sizes, op counts, ...) must not.
-TIMING_KEY = re.compile(r"latency|tim(e|ing)|duration|elapsed|seconds|(^|_)(ms|us|s)$|timestamp|date|host(name)?$|per_sec|throughput|cycles",
-                        re.IGNORECASE)
+TIMING_KEY = re.compile(
+    r"latency|tim(e|ing)|duration|elapsed|seconds|(^|_)(ms|us|s)$|timestamp|date|host(name)?$|per_sec|throughput|cycles",
+    re.IGNORECASE,
+)
 
 
 def _strip_timing(x):
@@ -229,6 +257,7 @@ def _load_comparable(path: Path):
         return _strip_timing(json.loads(path.read_text()))
     if path.suffix in (".csv", ".tsv"):
         import csv
+
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
         return [_strip_timing(_numbers(r)) for r in rows]
@@ -255,18 +284,24 @@ def _close(x, y) -> bool:
     if isinstance(x, dict) and isinstance(y, dict):
         return x.keys() == y.keys() and all(_close(x[k], y[k]) for k in x)
     if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(_close(a, b) for a, b in zip(x, y))
+        return len(x) == len(y) and all(_close(a, b) for a, b in zip(x, y, strict=False))
     if isinstance(x, float) or isinstance(y, float):
-        return isinstance(x, (int, float)) and isinstance(y, (int, float)) and \
-            math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+        return (
+            isinstance(x, (int, float))
+            and isinstance(y, (int, float))
+            and math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+        )
     return x == y
 
 
 # -------------------------------------------------------------------- test
-@pytest.mark.parametrize("workflow", [
-    "toy",
-    pytest.param("real", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "workflow",
+    [
+        "toy",
+        pytest.param("real", marks=pytest.mark.slow),
+    ],
+)
 def test_workflow_on_slurm_matches_local(workflow, slurm_cluster, slurm_partition, tmp_path):
     wf = WORKFLOWS[workflow](tmp_path)
     local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
@@ -274,20 +309,25 @@ def test_workflow_on_slurm_matches_local(workflow, slurm_cluster, slurm_partitio
     slurm_dir.mkdir()
 
     # 1) reference: plain local run
-    local = _run(_snakemake_cmd(wf, local_dir, LOCAL_PROFILE),
-                 env=_clean_env(), timeout=wf.timeout, log=tmp_path / "local.log")
+    local = _run(
+        _snakemake_cmd(wf, local_dir, LOCAL_PROFILE), env=_clean_env(), timeout=wf.timeout, log=tmp_path / "local.log"
+    )
     assert local.returncode == 0, f"local run failed, see {tmp_path / 'local.log'}\n{local.stderr[-4000:]}"
 
     # 2) the same workflow through the SLURM profile; `timeout -k` because a
     #    snakemake stuck in status polling ignores SIGTERM
-    cmd = ["timeout", "-k", "10", str(wf.timeout),
-           *_snakemake_cmd(wf, slurm_dir, SLURM_PROFILE, *FAST_STATUS)]
-    slurm = _run(slurm_cluster.wrap(cmd), env=_clean_env(SLURM_PARTITION=slurm_partition),
-                 timeout=wf.timeout, log=tmp_path / "slurm.log")
+    cmd = ["timeout", "-k", "10", str(wf.timeout), *_snakemake_cmd(wf, slurm_dir, SLURM_PROFILE, *FAST_STATUS)]
+    slurm = _run(
+        slurm_cluster.wrap(cmd),
+        env=_clean_env(SLURM_PARTITION=slurm_partition),
+        timeout=wf.timeout,
+        log=tmp_path / "slurm.log",
+    )
     print(f"[{wf.name}] local run {local.elapsed:.1f}s, SLURM run {slurm.elapsed:.1f}s")
     assert slurm.returncode == 0, (
         f"SLURM run failed (rc={slurm.returncode}{', timed out' if slurm.returncode in (124, 137) else ''}),"
-        f" see {tmp_path / 'slurm.log'}\n{slurm.stderr[-6000:]}\n{slurm_cluster.diagnostics()}")
+        f" see {tmp_path / 'slurm.log'}\n{slurm.stderr[-6000:]}\n{slurm_cluster.diagnostics()}"
+    )
 
     # 3) every submitted job is a real, completed SLURM job on our partition
     log_text = slurm.stdout + slurm.stderr
@@ -321,6 +361,5 @@ def test_workflow_on_slurm_matches_local(workflow, slurm_cluster, slurm_partitio
     slurm_metrics = _metrics(slurm_dir, wf.metrics_globs)
     assert local_metrics, f"no metrics files matching {wf.metrics_globs} in {local_dir}"
     assert sorted(local_metrics) == sorted(slurm_metrics)
-    differing = [rel for rel in local_metrics
-                 if not _same_content(local_metrics[rel], slurm_metrics[rel])]
+    differing = [rel for rel in local_metrics if not _same_content(local_metrics[rel], slurm_metrics[rel])]
     assert not differing, f"metrics differ between local and SLURM runs: {differing}"

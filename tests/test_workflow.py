@@ -1,10 +1,10 @@
 """The workflow as a user runs it: config validation, the tiny end-to-end run, and incremental reruns."""
+
 import json
 import re
 
 import pytest
 import yaml
-
 from conftest import TINY, snakemake
 
 
@@ -16,14 +16,17 @@ def _config_with(tmp_path, edit):
     return path
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda c: c["train"].__setitem__("epochs", "many"), "epochs"),
-    (lambda c: c["train"].__setitem__("epoch", 3), "epoch"),
-    (lambda c: c["data"].update(source="speech_commands", path="/nonexistent/sc"), "data.path"),
-    (lambda c: c["data"].update(source="speech_commands", url="https://example.invalid/sc.tgz"), "sha256"),
-    (lambda c: c["train"].__setitem__("architectures", ["tinyconv; rm -rf /"]), "architectures"),
-    (lambda c: c["data"].__setitem__("wanted_words", ["Yes"]), "wanted_words"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["train"].__setitem__("epochs", "many"), "epochs"),
+        (lambda c: c["train"].__setitem__("epoch", 3), "epoch"),
+        (lambda c: c["data"].update(source="speech_commands", path="/nonexistent/sc"), "data.path"),
+        (lambda c: c["data"].update(source="speech_commands", url="https://example.invalid/sc.tgz"), "sha256"),
+        (lambda c: c["train"].__setitem__("architectures", ["tinyconv; rm -rf /"]), "architectures"),
+        (lambda c: c["data"].__setitem__("wanted_words", ["Yes"]), "wanted_words"),
+    ],
+)
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, expected):
     proc = snakemake(tmp_path, "-n", configfile=_config_with(tmp_path, edit), check=False)
     assert proc.returncode != 0
@@ -118,8 +121,7 @@ def test_real_speech_commands_source_by_url(tiny_run, tmp_path):
         url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
         cfg = _config_with(tmp_path, lambda c: c["data"].update(source="speech_commands", url=url, sha256=digest))
         snakemake(tmp_path / "run", "--cores", "1", "results/data/index.json", configfile=cfg)
-        bad = _config_with(tmp_path, lambda c: c["data"].update(source="speech_commands", url=url,
-                                                               sha256="0" * 64))
+        bad = _config_with(tmp_path, lambda c: c["data"].update(source="speech_commands", url=url, sha256="0" * 64))
         proc = snakemake(tmp_path / "bad", "--cores", "1", "results/data/index.json", configfile=bad, check=False)
     finally:
         server.shutdown()

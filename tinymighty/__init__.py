@@ -1,4 +1,5 @@
 """Tiny but Mighty: keyword spotting from raw audio to a Cortex-M4, with measurements."""
+
 import os
 
 # tfmot only works with Keras 2; this must be set before TensorFlow is imported anywhere.

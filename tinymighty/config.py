@@ -1,4 +1,5 @@
 """Checks the JSON schema cannot express: files that must exist and options that go together."""
+
 from pathlib import Path
 
 
@@ -25,21 +26,25 @@ def check_config(config) -> None:
     if data["source"] == "speech_commands":
         path, url = data.get("path"), data.get("url")
         if not path and not url:
-            raise ConfigError("data.source is speech_commands but neither data.path nor data.url is set; "
-                              "set data.path to an extracted directory or .tar.gz, or data.url + data.sha256")
+            raise ConfigError(
+                "data.source is speech_commands but neither data.path nor data.url is set; "
+                "set data.path to an extracted directory or .tar.gz, or data.url + data.sha256"
+            )
         if path and not Path(path).exists():
-            raise ConfigError(f"data.path: {path!r} does not exist; point it at the extracted Speech Commands "
-                              f"directory or its .tar.gz")
+            raise ConfigError(
+                f"data.path: {path!r} does not exist; point it at the extracted Speech Commands "
+                f"directory or its .tar.gz"
+            )
         if url and not data.get("sha256"):
-            raise ConfigError("data.url is set but data.sha256 is missing; add the archive's sha256 so the "
-                              "download can be verified")
+            raise ConfigError(
+                "data.url is set but data.sha256 is missing; add the archive's sha256 so the download can be verified"
+            )
     else:
         syn = data.get("synthetic") or {}
         words = set(syn.get("keywords", [])) | set(syn.get("unknown_words", []))
         missing = [w for w in data["wanted_words"] if w not in words]
         if syn and missing:
-            raise ConfigError(f"data.wanted_words {missing} are not synthesised; add them to "
-                              f"data.synthetic.keywords")
+            raise ConfigError(f"data.wanted_words {missing} are not synthesised; add them to data.synthetic.keywords")
     feats = config["features"]
     if feats["window_ms"] > feats["clip_ms"]:
         raise ConfigError("features.window_ms is longer than features.clip_ms")

@@ -1,4 +1,5 @@
 """Feature arrays and input quantization: NumPy only, so light jobs never import TensorFlow."""
+
 import numpy as np
 
 

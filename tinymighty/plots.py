@@ -1,4 +1,5 @@
 """Matplotlib set up once for every figure, the collector that saves them, and the generic accuracy/cost plots."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ def plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-                         "svg.hashsalt": "tinymighty"})
+    plt.rcParams.update(
+        {"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "tinymighty"}
+    )
     return plt
 
 
@@ -42,8 +44,9 @@ def scatter_figure(figs, name, points, xkey, xlabel, title, max_labels=12):
         ax.scatter([p[xkey] for p in pts], [100 * p["accuracy"] for p in pts], s=22, label=fam)
     if len(points) <= max_labels:
         for p in points:
-            ax.annotate(p["label"], (p[xkey], 100 * p["accuracy"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                p["label"], (p[xkey], 100 * p["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7, title="family", title_fontsize=7, loc="best")
     return figs.save(fig, name)

@@ -1,4 +1,5 @@
 """Provenance recorded in every results file: package versions, git commit, config hash."""
+
 import hashlib
 import json
 import os
@@ -7,8 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tflite-micro", "numpy",
-             "librosa", "snakemake")
+_PACKAGES = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tflite-micro", "numpy", "librosa", "snakemake")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -18,10 +18,12 @@ def config_hash(config) -> str:
 
 def git_commit() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -38,9 +40,12 @@ def versions() -> dict:
 
 
 def provenance(config=None) -> dict:
-    return {"versions": versions(), "git_commit": git_commit(),
-            "config_hash": config_hash(config) if config is not None else None,
-            "host": platform.machine()}
+    return {
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "config_hash": config_hash(config) if config is not None else None,
+        "host": platform.machine(),
+    }
 
 
 def write_json(path, data, config=None) -> None:

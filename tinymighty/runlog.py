@@ -1,4 +1,5 @@
 """Progress output for long jobs: to the terminal (so users see it) and to the job's log file."""
+
 import sys
 import time
 from pathlib import Path
@@ -16,4 +17,5 @@ def make_log(path=None):
         print(line, file=sys.stderr, flush=True)
         if fh:
             fh.write(line + "\n")
+
     return log

@@ -6,6 +6,7 @@ deploy it), or it is fake-quant only and its own rule writes `host.json` with th
 
 The one module that composes the studies' grids: nothing in the studies imports it. Imports no TensorFlow.
 """
+
 from .pruning import grid as pruning_grid
 from .quantization import grid as quantization_grid
 from .variant import FLOAT, PTQ_INT8, Variant, model_ids

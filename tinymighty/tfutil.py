@@ -1,4 +1,5 @@
 """One place that imports TensorFlow the way the whole project needs it."""
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

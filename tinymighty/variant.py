@@ -1,4 +1,5 @@
 """What one variant of a trained model is, and how model ids and variant names are spelled."""
+
 import re
 from dataclasses import dataclass
 
@@ -11,8 +12,8 @@ class Variant:
     arch: str
     name: str
     family: str
-    tflite: bool = True   # has a model.tflite evaluated by the shared rule
-    int8: bool = True     # full-int8 TFLite: deployed to the device
+    tflite: bool = True  # has a model.tflite evaluated by the shared rule
+    int8: bool = True  # full-int8 TFLite: deployed to the device
 
     @property
     def label(self):

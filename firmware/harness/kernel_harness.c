@@ -18,8 +18,8 @@ int main(int argc, char **argv)
     size_t n;
 
     if (argc > 1 && strcmp(argv[1], "--info") == 0) {
-        printf("hash %s\ninput %d\noutput %d\narena %d\nweights %d\n", TM_MODEL_HASH,
-               TM_INPUT_SIZE, TM_OUTPUT_SIZE, TM_ARENA_SIZE, TM_WEIGHT_BYTES);
+        printf("hash %s\ninput %d\noutput %d\narena %d\nweights %d\n", TM_MODEL_HASH, TM_INPUT_SIZE,
+               TM_OUTPUT_SIZE, TM_ARENA_SIZE, TM_WEIGHT_BYTES);
         return 0;
     }
     while ((n = fread(in, 1, sizeof in, stdin)) == sizeof in) {

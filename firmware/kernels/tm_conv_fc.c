@@ -123,7 +123,7 @@ void tm_nn_gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, in
     rows = kx_hi > kx_lo ? ky_hi - ky_lo : 0;
     if (rows == 0 || kx_hi - kx_lo != g->k_w) {
         fill_bytes(col, zp, g->k_h * run);
-    } else {  /* whole rows are copied: pad only the rows above and below */
+    } else { /* whole rows are copied: pad only the rows above and below */
         fill_bytes(col, zp, ky_lo * run);
         fill_bytes(col + ky_hi * run, zp, (g->k_h - ky_hi) * run);
     }
@@ -132,7 +132,7 @@ void tm_nn_gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, in
     }
     src = in + ((iy0 + ky_lo * g->dil_h) * g->in_w + ix0 + kx_lo * g->dil_w) * c_n;
     dst = col + ky_lo * run + kx_lo * c_n;
-    if (g->dil_w == 1) {  /* one run per row */
+    if (g->dil_w == 1) { /* one run per row */
         const int32_t len = (kx_hi - kx_lo) * c_n;
         do {
             tm_copy_bytes(dst, src, len);
@@ -141,7 +141,7 @@ void tm_nn_gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, in
         } while (--rows);
         return;
     }
-    do {  /* dilated columns: one run per tap */
+    do { /* dilated columns: one run per tap */
         for (j = 0; j < kx_hi - kx_lo; j++) {
             tm_copy_bytes(dst + j * c_n, src + j * tap_step, c_n);
         }
@@ -151,7 +151,8 @@ void tm_nn_gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, in
 }
 
 /* One output channel from its n nonzero taps: src[off[j]] is tap j's input byte. */
-static inline int32_t taps_dot(const int8_t *val, const int32_t *off, int32_t n, const int8_t *src, int32_t acc)
+static inline int32_t taps_dot(const int8_t *val, const int32_t *off, int32_t n, const int8_t *src,
+                               int32_t acc)
 {
     const int8_t *end = val + (n & ~1);
     for (; val != end; val += 2, off += 2) {

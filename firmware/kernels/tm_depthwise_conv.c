@@ -7,8 +7,8 @@
  * word load serves four lanes. SXTB16 splits lanes (0,2) and (1,3) and
  * SMLABB/SMLATT multiply-accumulate each lane separately.
  */
-static void dw_taps4(const int8_t *win, int32_t row_step, int32_t col_step, const int8_t *w,
-                     int32_t w_step, int32_t k_h, int32_t k_w, int32_t acc[4])
+static void dw_taps4(const int8_t *win, int32_t row_step, int32_t col_step, const int8_t *w, int32_t w_step,
+                     int32_t k_h, int32_t k_w, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t ky, kx;
@@ -86,9 +86,10 @@ void tm_dwconv2d_s8(const tm_dwconv_t *p, const int8_t *in, int8_t *out, int8_t 
                 out[c + 2] = tm_requant(&rq, c + 2, acc[2]);
                 out[c + 3] = tm_requant(&rq, c + 3, acc[3]);
             }
-            for (; c < cout; c++) {  /* output channel c reads input channel c / mult */
-                out[c] = tm_requant(&rq, c, dw_taps1(win + c / mult, row_step, col_step, p->w + c, cout,
-                                                  g.k_h, g.k_w, rq.bias[c]));
+            for (; c < cout; c++) { /* output channel c reads input channel c / mult */
+                out[c] = tm_requant(
+                    &rq, c,
+                    dw_taps1(win + c / mult, row_step, col_step, p->w + c, cout, g.k_h, g.k_w, rq.bias[c]));
             }
         }
     }

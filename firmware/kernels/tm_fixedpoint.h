@@ -33,10 +33,7 @@ static inline int32_t tm_rdbpot(int32_t x, int32_t exponent)
 }
 
 /* x * 2^shift with the wrap-around TFLite's `x * (1 << shift)` has in practice. */
-static inline int32_t tm_shl(int32_t x, int32_t shift)
-{
-    return (int32_t)((uint32_t)x << shift);
-}
+static inline int32_t tm_shl(int32_t x, int32_t shift) { return (int32_t)((uint32_t)x << shift); }
 
 /*
  * tflite::MultiplyByQuantizedMultiplier, double-rounding variant (TFLM default).
@@ -64,9 +61,6 @@ static inline int32_t tm_sat_shl(int32_t x, int32_t exponent)
     return tm_shl(x, exponent);
 }
 
-static inline int32_t tm_clamp(int32_t x, int32_t lo, int32_t hi)
-{
-    return x < lo ? lo : (x > hi ? hi : x);
-}
+static inline int32_t tm_clamp(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 #endif /* TM_FIXEDPOINT_H */

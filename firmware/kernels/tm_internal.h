@@ -154,8 +154,7 @@ int32_t tm_nn_dot_1x1(const int8_t *w, const int8_t *a, int32_t k, int32_t acc);
  * a + k (or b == out_b == NULL for one). One function per weight encoding;
  * the conv and FC drivers take it as a parameter.
  */
-typedef void (*tm_nn_cols_fn)(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
-                              int8_t *out_b);
+typedef void (*tm_nn_cols_fn)(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b);
 
 /* Dense weights, mm a tm_matmul_t. */
 void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b);
@@ -188,10 +187,10 @@ typedef void (*tm_nn_accumulate_fn)(const void *mm, int32_t base, int32_t n, con
 
 typedef struct {
     tm_nn_accumulate_fn accumulate;
-    const void *mm;             /* the FC's weights: tm_matmul_t or tm_sparse_matmul_t */
-    const tm_requant_t *rq;     /* the FC's requantisation (its input zero point folded in) */
-    const int32_t *row_start;   /* sparse FC weights: where each row's cursor starts; else NULL */
-    int32_t cout;               /* FC outputs */
+    const void *mm;           /* the FC's weights: tm_matmul_t or tm_sparse_matmul_t */
+    const tm_requant_t *rq;   /* the FC's requantisation (its input zero point folded in) */
+    const int32_t *row_start; /* sparse FC weights: where each row's cursor starts; else NULL */
+    int32_t cout;             /* FC outputs */
 } tm_nn_sink_t;
 
 /*

@@ -54,11 +54,11 @@ extern "C" {
 
 /* Requantisation of int32 accumulators to int8, one entry per output channel. */
 typedef struct {
-    const int32_t *bias;  /* input zero point folded in */
-    const int32_t *mult;  /* Q31 significand from QuantizeMultiplier */
-    const int8_t *shift;  /* exponent: > 0 shifts left, < 0 rounds right */
+    const int32_t *bias; /* input zero point folded in */
+    const int32_t *mult; /* Q31 significand from QuantizeMultiplier */
+    const int8_t *shift; /* exponent: > 0 shifts left, < 0 rounds right */
     int32_t out_zp;
-    int32_t act_min;      /* fused activation clamp, already in the int8 domain */
+    int32_t act_min; /* fused activation clamp, already in the int8 domain */
     int32_t act_max;
 } tm_requant_t;
 
@@ -78,15 +78,15 @@ typedef struct {
     int32_t k_h, k_w;
     int32_t stride_h, stride_w;
     int32_t dil_h, dil_w;
-    int32_t pad_h, pad_w;  /* top/left padding, as TFLite's ComputePadding */
-    int32_t in_zp;         /* value fed to padding taps */
+    int32_t pad_h, pad_w; /* top/left padding, as TFLite's ComputePadding */
+    int32_t in_zp;        /* value fed to padding taps */
 } tm_window_t;
 
 /* Sparse weights: per output channel c, the nonzero weights val[j] at column
  * idx[j] for j in [row_start[c], row_start[c + 1]). Zero weights are skipped,
  * which leaves every nonzero product, and so the result, unchanged. */
 typedef struct {
-    const int32_t *row_start;  /* cout + 1 entries */
+    const int32_t *row_start; /* cout + 1 entries */
     const uint16_t *idx;
     const int8_t *val;
     int32_t k;
@@ -96,7 +96,7 @@ typedef struct {
 
 typedef struct {
     tm_window_t win;
-    tm_matmul_t mm;  /* k = k_h * k_w * in_c, weights [cout][k_h][k_w][in_c] */
+    tm_matmul_t mm; /* k = k_h * k_w * in_c, weights [cout][k_h][k_w][in_c] */
 } tm_conv_t;
 
 typedef struct {
@@ -107,12 +107,12 @@ typedef struct {
 typedef struct {
     tm_window_t win;
     int32_t depth_mult;
-    const int8_t *w;  /* [k_h][k_w][in_c * depth_mult] */
+    const int8_t *w; /* [k_h][k_w][in_c * depth_mult] */
     tm_requant_t rq;
 } tm_dwconv_t;
 
 typedef struct {
-    int32_t rows;     /* batch rows sharing the weights */
+    int32_t rows; /* batch rows sharing the weights */
     tm_matmul_t mm;
 } tm_fc_t;
 
@@ -146,7 +146,7 @@ typedef struct {
  * (border windows, padded with the input zero point).
  */
 typedef struct {
-    const int32_t *row_start;  /* cout + 1 entries */
+    const int32_t *row_start; /* cout + 1 entries */
     const int32_t *in_off;
     const int32_t *col_off;
     const int8_t *val;
@@ -169,18 +169,18 @@ typedef struct {
     const int8_t *val;
     int32_t n_cols;
     int32_t k;
-    int32_t cout;      /* <= 256 */
+    int32_t cout; /* <= 256 */
     tm_requant_t rq;
 } tm_sparse_cols_t;
 
 typedef struct {
-    tm_window_t win;  /* k_h/k_w are the pool size; in_zp unused */
+    tm_window_t win; /* k_h/k_w are the pool size; in_zp unused */
     int32_t act_min, act_max;
 } tm_pool_t;
 
 typedef struct {
     int32_t size;
-    int32_t in1_offset, in2_offset;  /* negated input zero points */
+    int32_t in1_offset, in2_offset; /* negated input zero points */
     int32_t left_shift;
     int32_t in1_mult, in1_shift;
     int32_t in2_mult, in2_shift;
@@ -190,9 +190,9 @@ typedef struct {
 
 typedef struct {
     int32_t rows, depth;
-    int32_t input_mult;        /* PreprocessSoftmaxScaling */
+    int32_t input_mult; /* PreprocessSoftmaxScaling */
     int32_t input_left_shift;
-    int32_t diff_min;          /* -CalculateInputRadius */
+    int32_t diff_min; /* -CalculateInputRadius */
 } tm_softmax_t;
 
 void tm_conv2d_s8(const tm_conv_t *p, const int8_t *in, int8_t *out, int8_t *scratch);

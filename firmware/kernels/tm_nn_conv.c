@@ -10,9 +10,9 @@
 typedef struct {
     const tm_window_t *g;
     const int8_t *in;
-    int32_t run;       /* bytes in a kernel row: k_w * in_c */
-    int32_t row_step;  /* input bytes between kernel rows */
-    int32_t y_lo, y_hi, x_lo, x_hi;  /* outputs whose windows need no padding */
+    int32_t run;                    /* bytes in a kernel row: k_w * in_c */
+    int32_t row_step;               /* input bytes between kernel rows */
+    int32_t y_lo, y_hi, x_lo, x_hi; /* outputs whose windows need no padding */
 } fields_t;
 
 /*

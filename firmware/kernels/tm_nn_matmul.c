@@ -95,8 +95,7 @@ int32_t tm_nn_dot_1x1(const int8_t *w, const int8_t *a, int32_t k, int32_t acc)
     return acc;
 }
 
-void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
-                      int8_t *out_b)
+void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b)
 {
     const tm_matmul_t *m = (const tm_matmul_t *)mm;
     const int8_t *w = m->w;
@@ -128,8 +127,7 @@ void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *
 }
 
 /* Sparse weights: scalar multiply-accumulates over the nonzeros only. */
-void tm_nn_sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a,
-                       int8_t *out_b)
+void tm_nn_sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b)
 {
     const tm_sparse_matmul_t *m = (const tm_sparse_matmul_t *)mm;
     const tm_requant_t rq = m->rq;

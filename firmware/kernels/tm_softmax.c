@@ -8,16 +8,16 @@
 #include "tm_fixedpoint.h"
 
 enum {
-    SCALED_DIFF_INT_BITS = 5,   /* exp() input format Q5.26 */
-    ACCUM_INT_BITS = 12         /* sum of exps Q12.19 */
+    SCALED_DIFF_INT_BITS = 5, /* exp() input format Q5.26 */
+    ACCUM_INT_BITS = 12       /* sum of exps Q12.19 */
 };
 
-#define FP_ONE_Q0 INT32_MAX   /* gemmlowp's One() with 0 integer bits */
+#define FP_ONE_Q0 INT32_MAX /* gemmlowp's One() with 0 integer bits */
 
 /* exp(a) for a in [-1/4, 0), Q0.31 in and out. */
 static int32_t exp_on_interval(int32_t a)
 {
-    const int32_t constant_term = 1895147668;   /* exp(-1/8) */
+    const int32_t constant_term = 1895147668; /* exp(-1/8) */
     const int32_t constant_1_over_3 = 715827883;
     /* Taylor expansion around -1/8. */
     const int32_t x = a + (1 << 28);
@@ -33,8 +33,8 @@ static int32_t exp_on_interval(int32_t a)
 static int32_t exp_on_negative_values(int32_t a)
 {
     enum { FRAC_BITS = 31 - SCALED_DIFF_INT_BITS };
-    static const int32_t barrel[7] = {  /* exp(-2^e) for e = -2 .. 4, Q0.31 */
-        1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    static const int32_t barrel[7] = {/* exp(-2^e) for e = -2 .. 4, Q0.31 */
+                                      1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
     const int32_t one_quarter = 1 << (FRAC_BITS - 2);
     const int32_t a_mod_quarter_minus_quarter = (a & (one_quarter - 1)) - one_quarter;
     const int32_t remainder = a_mod_quarter_minus_quarter - a;
@@ -99,7 +99,7 @@ void tm_softmax_s8(const tm_softmax_t *p, const int8_t *in, int8_t *out)
             const int32_t diff = in[c] - max_in_row;
             if (diff >= p->diff_min) {
                 const int32_t e = exp_on_negative_values(scaled_diff(p, diff));
-                sum_of_exps += tm_rdbpot(e, ACCUM_INT_BITS);  /* Rescale Q0.31 -> Q12.19 */
+                sum_of_exps += tm_rdbpot(e, ACCUM_INT_BITS); /* Rescale Q0.31 -> Q12.19 */
             }
         }
         shifted_scale = reciprocal(sum_of_exps, ACCUM_INT_BITS, &num_bits_over_unit);

@@ -23,6 +23,7 @@ per operator), ``fuse``, ``memory`` (the arena plan), ``emit`` (the C text and
 generate()); ``host`` builds and runs the result on the host; ``step`` is the
 workflow step.
 """
+
 from .arithmetic import activation_range, quantize_multiplier, softmax_params
 from .emit import generate
 from .flatbuffer import Graph, Op, Tensor, UnsupportedModelError, live_ops, read_graph
@@ -32,8 +33,32 @@ from .lower import LOWERINGS, CArray, Step, WeightEncoding, dense_weights, encod
 from .memory import ARENA_ALIGN, Buffer, plan_memory
 
 __all__ = [
-    "ARENA_ALIGN", "HOST_CFLAGS", "KERNEL_DIR", "KERNEL_HARNESS", "LOWERINGS", "Buffer", "CArray", "Graph", "Op",
-    "Step", "Tensor", "UnsupportedModelError", "WeightEncoding", "activation_range", "build_host",
-    "dense_weights", "encode_weights", "fuse", "generate", "live_ops", "lower", "plan_memory",
-    "quantize_multiplier", "read_graph", "run_host", "softmax_params", "sparse_weights", "tflm_outputs",
+    "ARENA_ALIGN",
+    "HOST_CFLAGS",
+    "KERNEL_DIR",
+    "KERNEL_HARNESS",
+    "LOWERINGS",
+    "Buffer",
+    "CArray",
+    "Graph",
+    "Op",
+    "Step",
+    "Tensor",
+    "UnsupportedModelError",
+    "WeightEncoding",
+    "activation_range",
+    "build_host",
+    "dense_weights",
+    "encode_weights",
+    "fuse",
+    "generate",
+    "live_ops",
+    "lower",
+    "plan_memory",
+    "quantize_multiplier",
+    "read_graph",
+    "run_host",
+    "softmax_params",
+    "sparse_weights",
+    "tflm_outputs",
 ]

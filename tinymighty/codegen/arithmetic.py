@@ -1,4 +1,5 @@
 """TFLite's prepare-time arithmetic, mirrored so the constants match bit for bit."""
+
 from __future__ import annotations
 
 import math
@@ -27,6 +28,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 def activation_range(activation: int, scale, zero_point: int) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8 outputs (float32 divide, std::round)."""
+
     def quantize(f):
         return zero_point + _round_half_away(float(np.float32(f) / np.float32(scale)))
 

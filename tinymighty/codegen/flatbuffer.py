@@ -1,4 +1,5 @@
 """Reading a .tflite flatbuffer: Graph, Op and Tensor, and the ops the model's outputs depend on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +13,9 @@ class UnsupportedModelError(ValueError):
 
 
 def _schema():
-    from ..tfutil import tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
     from tensorflow.lite.python import schema_py_generated as schema_fb
     from tensorflow.lite.tools import flatbuffer_utils
+
     return schema_fb, flatbuffer_utils
 
 
@@ -22,8 +23,14 @@ def _enum_names(enum_cls) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-_NP_TYPES = {"INT8": np.int8, "INT32": np.int32, "UINT8": np.uint8, "INT16": np.int16,
-             "INT64": np.int64, "FLOAT32": np.float32}
+_NP_TYPES = {
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT64": np.int64,
+    "FLOAT32": np.float32,
+}
 
 
 @dataclass
@@ -32,9 +39,9 @@ class Tensor:
     name: str
     type: str
     shape: tuple[int, ...]
-    scales: np.ndarray          # float32, one per channel (or one)
-    zero_points: np.ndarray     # int64
-    data: np.ndarray | None     # constant contents, None for activations
+    scales: np.ndarray  # float32, one per channel (or one)
+    zero_points: np.ndarray  # int64
+    data: np.ndarray | None  # constant contents, None for activations
 
     @property
     def size(self) -> int:
@@ -128,5 +135,4 @@ def live_ops(graph: Graph) -> tuple[list[Op], list[Op]]:
         if any(t.index in needed for t in op.outputs):
             live.add(op.index)
             needed.update(t.index for t in data_inputs(op) if t.data is None)
-    return ([op for op in graph.ops if op.index in live],
-            [op for op in graph.ops if op.index not in live])
+    return ([op for op in graph.ops if op.index in live], [op for op in graph.ops if op.index not in live])

@@ -1,4 +1,5 @@
 """Host build and execution of generated code, and the TFLM oracle it must match bit for bit."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,9 @@ KERNEL_HARNESS = _ROOT / "firmware" / "harness" / "kernel_harness.c"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 
 
-def build_host(model_dir, build_dir, *, emulate_dsp: bool = False, cc: str = "gcc",
-               extra_cflags: tuple[str, ...] = ()) -> Path:
+def build_host(
+    model_dir, build_dir, *, emulate_dsp: bool = False, cc: str = "gcc", extra_cflags: tuple[str, ...] = ()
+) -> Path:
     """Compiles model.c + kernels + host harness into an executable.
 
     emulate_dsp compiles the Cortex-M4 SIMD code path with portable stand-ins
@@ -25,9 +27,19 @@ def build_host(model_dir, build_dir, *, emulate_dsp: bool = False, cc: str = "gc
     model_dir, build_dir = Path(model_dir), Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / ("tm_host_dsp" if emulate_dsp else "tm_host")
-    cmd = [cc, *HOST_CFLAGS, *(["-DTM_EMULATE_DSP"] if emulate_dsp else []), *extra_cflags,
-           f"-I{model_dir}", f"-I{KERNEL_DIR}", str(model_dir / "model.c"),
-           *sorted(str(p) for p in KERNEL_DIR.glob("*.c")), str(KERNEL_HARNESS), "-o", str(exe)]
+    cmd = [
+        cc,
+        *HOST_CFLAGS,
+        *(["-DTM_EMULATE_DSP"] if emulate_dsp else []),
+        *extra_cflags,
+        f"-I{model_dir}",
+        f"-I{KERNEL_DIR}",
+        str(model_dir / "model.c"),
+        *sorted(str(p) for p in KERNEL_DIR.glob("*.c")),
+        str(KERNEL_HARNESS),
+        "-o",
+        str(exe),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"host build failed:\n{' '.join(cmd)}\n{proc.stderr}")

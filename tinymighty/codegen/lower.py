@@ -4,6 +4,7 @@ Step, CArray (a const array of the generated C) and Aliases (RESHAPE outputs sha
 are what fuse, memory and emit work on. Conv/FC weights are dense by default; with ``sparse_threshold`` layers sparser
 than that store only their nonzeros (``WeightEncoding`` is the seam for more).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,8 +16,12 @@ import numpy as np
 from .arithmetic import activation_range, out_size, padding, quantize_multiplier, softmax_params
 from .flatbuffer import Graph, Op, Tensor, UnsupportedModelError, data_inputs, live_ops
 
-_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint16): "uint16_t",
-            np.dtype(np.uint8): "uint8_t"}
+_C_TYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.uint16): "uint16_t",
+    np.dtype(np.uint8): "uint8_t",
+}
 
 
 @dataclass
@@ -31,7 +36,7 @@ class CArray:
     def render(self, per_line: int = 16) -> str:
         vals = self.values.reshape(-1)
         ctype = _C_TYPES[vals.dtype]
-        rows = [", ".join(str(int(v)) for v in vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+        rows = [", ".join(str(int(v)) for v in vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
         body = ",\n    ".join(rows)
         return f"static const {ctype} {self.name}[{len(vals)}] TM_ALIGN(4) = {{\n    {body}\n}};\n"
 
@@ -39,8 +44,9 @@ class CArray:
 @dataclass
 class Step:
     """One kernel call in tm_invoke()."""
+
     op: Op
-    kernel: str | None               # None: RESHAPE, an alias without code
+    kernel: str | None  # None: RESHAPE, an alias without code
     reads: list[Tensor]
     write: Tensor
     arrays: list[CArray] = field(default_factory=list)
@@ -91,8 +97,9 @@ def c_name(op: Op) -> str:
     return f"op{op.index}"
 
 
-def _requant(ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, out_t: Tensor,
-             w_by_channel: np.ndarray, act: int) -> tuple[list[CArray], dict]:
+def _requant(
+    ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, out_t: Tensor, w_by_channel: np.ndarray, act: int
+) -> tuple[list[CArray], dict]:
     """Per-channel multipliers and zero-point-folded biases for a conv/FC layer.
 
     w_by_channel is [cout][k]: the folded bias is bias - in_zp * sum(w), which
@@ -102,8 +109,9 @@ def _requant(ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, 
     cout = w_by_channel.shape[0]
     scales = np.broadcast_to(w_t.scales, (cout,))
     # PopulateConvolutionQuantizationParams / CalculateOpDataFullyConnected, in double.
-    mults, shifts = zip(*(quantize_multiplier(float(in_t.scale) * float(s) / float(out_t.scale))
-                          for s in scales))
+    mults, shifts = zip(
+        *(quantize_multiplier(float(in_t.scale) * float(s) / float(out_t.scale)) for s in scales), strict=False
+    )
     if max(shifts) > 31:
         ctx.fail("requantisation multiplier is out of range")
     bias = np.zeros(cout, np.int64) if bias_t is None else bias_t.data.astype(np.int64).reshape(cout)
@@ -111,11 +119,19 @@ def _requant(ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, 
     if np.abs(folded).max(initial=0) >= 2**31:
         ctx.fail("bias with the input zero point folded in overflows int32")
     lo, hi = activation_range(act, out_t.scale, out_t.zero_point)
-    arrays = [CArray(f"{prefix}_bias", folded.astype(np.int32)),
-              CArray(f"{prefix}_mult", np.asarray(mults, np.int32)),
-              CArray(f"{prefix}_shift", np.asarray(shifts, np.int8))]
-    rq = {"bias": f"{prefix}_bias", "mult": f"{prefix}_mult", "shift": f"{prefix}_shift",
-          "out_zp": out_t.zero_point, "act_min": lo, "act_max": hi}
+    arrays = [
+        CArray(f"{prefix}_bias", folded.astype(np.int32)),
+        CArray(f"{prefix}_mult", np.asarray(mults, np.int32)),
+        CArray(f"{prefix}_shift", np.asarray(shifts, np.int8)),
+    ]
+    rq = {
+        "bias": f"{prefix}_bias",
+        "mult": f"{prefix}_mult",
+        "shift": f"{prefix}_shift",
+        "out_zp": out_t.zero_point,
+        "act_min": lo,
+        "act_max": hi,
+    }
     return arrays, rq
 
 
@@ -126,6 +142,7 @@ class WeightEncoding:
     kind picks the kernel ("dense": tm_*_s8, "sparse": tm_*_sparse_s8); fields
     fill the matching tm_matmul_t / tm_sparse_matmul_t besides k, cout and rq.
     """
+
     kind: str
     arrays: list[CArray]
     fields: dict
@@ -155,8 +172,13 @@ def sparse_weights(prefix: str, w2d: np.ndarray) -> WeightEncoding:
     idx = cols.astype(np.uint16) if len(cols) else np.zeros(1, np.uint16)
     val = w2d[rows, cols].astype(np.int8) if len(cols) else np.zeros(1, np.int8)
     arrays = [CArray(f"{prefix}_start", start), CArray(f"{prefix}_idx", idx), CArray(f"{prefix}_val", val)]
-    return WeightEncoding("sparse", arrays, {"row_start": arrays[0].name, "idx": arrays[1].name,
-                                             "val": arrays[2].name}, float(np.mean(w2d == 0)), w2d)
+    return WeightEncoding(
+        "sparse",
+        arrays,
+        {"row_start": arrays[0].name, "idx": arrays[1].name, "val": arrays[2].name},
+        float(np.mean(w2d == 0)),
+        w2d,
+    )
 
 
 def encode_weights(ctx: _OpContext, w2d: np.ndarray) -> WeightEncoding:
@@ -196,12 +218,22 @@ def _window(ctx: _OpContext, in_t: Tensor, out_t: Tensor, k_h: int, k_w: int, op
     expected = (out_size(same, opts.strideH, dil_h, in_h, k_h), out_size(same, opts.strideW, dil_w, in_w, k_w))
     if expected != (out_h, out_w):
         ctx.fail(f"output size {out_h}x{out_w} does not match padding (expected {expected})")
-    return {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
-            "k_h": k_h, "k_w": k_w, "stride_h": opts.strideH, "stride_w": opts.strideW,
-            "dil_h": dil_h, "dil_w": dil_w,
-            "pad_h": padding(opts.strideH, dil_h, in_h, k_h, out_h),
-            "pad_w": padding(opts.strideW, dil_w, in_w, k_w, out_w),
-            "in_zp": in_t.zero_point}
+    return {
+        "in_h": in_h,
+        "in_w": in_w,
+        "in_c": in_c,
+        "out_h": out_h,
+        "out_w": out_w,
+        "k_h": k_h,
+        "k_w": k_w,
+        "stride_h": opts.strideH,
+        "stride_w": opts.strideW,
+        "dil_h": dil_h,
+        "dil_w": dil_w,
+        "pad_h": padding(opts.strideH, dil_h, in_h, k_h, out_h),
+        "pad_w": padding(opts.strideW, dil_w, in_w, k_w, out_w),
+        "in_zp": in_t.zero_point,
+    }
 
 
 # Kernel and parameter struct per matmul-like operator and weight encoding.
@@ -232,10 +264,18 @@ def _lower_conv(ctx: _OpContext, op: Op) -> Step:
     enc = encode_weights(ctx, w2d)
     k = k_h * k_w * w_in_c
     kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
-    return Step(op, kernel, [in_t], out_t, enc.arrays + arrays, struct_type,
-                {"win": win, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}},
-                scratch=2 * k, macs=win["out_h"] * win["out_w"] * cout * k,
-                encoding=enc)
+    return Step(
+        op,
+        kernel,
+        [in_t],
+        out_t,
+        enc.arrays + arrays,
+        struct_type,
+        {"win": win, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}},
+        scratch=2 * k,
+        macs=win["out_h"] * win["out_w"] * cout * k,
+        encoding=enc,
+    )
 
 
 def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
@@ -244,13 +284,20 @@ def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
     if cout % win["in_c"]:
         ctx.fail("output channels are not a multiple of input channels")
     taps_by_channel = w.reshape(k_h * k_w, cout).T
-    arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, taps_by_channel,
-                          ctx.activation(op.options))
+    arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, taps_by_channel, ctx.activation(op.options))
     enc = dense_weights(c_name(op), w.reshape(k_h * k_w, cout))  # [tap][channel], not a matmul
-    return Step(op, "tm_dwconv2d_s8", [in_t], out_t, enc.arrays + arrays, "tm_dwconv_t",
-                {"win": win, "depth_mult": cout // win["in_c"], "w": enc.fields["w"], "rq": rq},
-                scratch=k_h * k_w * win["in_c"], macs=win["out_h"] * win["out_w"] * cout * k_h * k_w,
-                encoding=enc)
+    return Step(
+        op,
+        "tm_dwconv2d_s8",
+        [in_t],
+        out_t,
+        enc.arrays + arrays,
+        "tm_dwconv_t",
+        {"win": win, "depth_mult": cout // win["in_c"], "w": enc.fields["w"], "rq": rq},
+        scratch=k_h * k_w * win["in_c"],
+        macs=win["out_h"] * win["out_w"] * cout * k_h * k_w,
+        encoding=enc,
+    )
 
 
 def _lower_fc(ctx: _OpContext, op: Op) -> Step:
@@ -266,9 +313,17 @@ def _lower_fc(ctx: _OpContext, op: Op) -> Step:
     enc = encode_weights(ctx, w)
     rows = in_t.size // k
     kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
-    return Step(op, kernel, [in_t], out_t, enc.arrays + arrays, struct_type,
-                {"rows": rows, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}}, macs=rows * cout * k,
-                encoding=enc)
+    return Step(
+        op,
+        kernel,
+        [in_t],
+        out_t,
+        enc.arrays + arrays,
+        struct_type,
+        {"rows": rows, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}},
+        macs=rows * cout * k,
+        encoding=enc,
+    )
 
 
 def _lower_pool(ctx: _OpContext, op: Op) -> Step:
@@ -298,11 +353,29 @@ def _lower_add(ctx: _OpContext, op: Op) -> Step:
     if so > 0:  # TFLite requires all three multipliers below one
         ctx.fail("output scale too small for the int8 ADD rescaling")
     lo, hi = activation_range(ctx.activation(op.options), out_t.scale, out_t.zero_point)
-    return Step(op, "tm_add_s8", [a, b], out_t, [], "tm_add_t",
-                {"size": out_t.size, "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
-                 "left_shift": left_shift, "in1_mult": m1, "in1_shift": s1, "in2_mult": m2,
-                 "in2_shift": s2, "out_mult": mo, "out_shift": so, "out_zp": out_t.zero_point,
-                 "act_min": lo, "act_max": hi})
+    return Step(
+        op,
+        "tm_add_s8",
+        [a, b],
+        out_t,
+        [],
+        "tm_add_t",
+        {
+            "size": out_t.size,
+            "in1_offset": -a.zero_point,
+            "in2_offset": -b.zero_point,
+            "left_shift": left_shift,
+            "in1_mult": m1,
+            "in1_shift": s1,
+            "in2_mult": m2,
+            "in2_shift": s2,
+            "out_mult": mo,
+            "out_shift": so,
+            "out_zp": out_t.zero_point,
+            "act_min": lo,
+            "act_max": hi,
+        },
+    )
 
 
 def _lower_softmax(ctx: _OpContext, op: Op) -> Step:
@@ -315,9 +388,21 @@ def _lower_softmax(ctx: _OpContext, op: Op) -> Step:
     mult, shift, diff_min = softmax_params(float(np.float32(beta)), float(in_t.scale))
     if shift < 0:  # QuantizeMultiplierGreaterThanOne's precondition
         ctx.fail("input scale * beta is too small for the int8 softmax")
-    return Step(op, "tm_softmax_s8", [in_t], out_t, [], "tm_softmax_t",
-                {"rows": in_t.size // depth, "depth": depth, "input_mult": mult,
-                 "input_left_shift": shift, "diff_min": diff_min})
+    return Step(
+        op,
+        "tm_softmax_s8",
+        [in_t],
+        out_t,
+        [],
+        "tm_softmax_t",
+        {
+            "rows": in_t.size // depth,
+            "depth": depth,
+            "input_mult": mult,
+            "input_left_shift": shift,
+            "diff_min": diff_min,
+        },
+    )
 
 
 def _lower_reshape(ctx: _OpContext, op: Op) -> Step:
@@ -350,8 +435,7 @@ def lower(path: Path, graph: Graph, sparse_threshold: float | None = None) -> li
         steps.append(LOWERINGS[op.name](ctx, op))
     for role, ts in (("input", graph.inputs), ("output", graph.outputs)):
         if len(ts) != 1 or ts[0].type != "INT8":
-            raise UnsupportedModelError(
-                f"{path}: model must have one INT8 {role}, got {[t.type for t in ts]}")
+            raise UnsupportedModelError(f"{path}: model must have one INT8 {role}, got {[t.type for t in ts]}")
     if not steps:
         raise UnsupportedModelError(f"{path}: model has no operators")
     return steps

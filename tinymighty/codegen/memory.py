@@ -1,4 +1,5 @@
 """Memory planning: activation tensors and scratch in one static arena, laid out by lifetime."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ ARENA_ALIGN = 4  # word alignment for every arena buffer
 class Buffer:
     name: str
     size: int
-    first: int   # first step that writes it
-    last: int    # last step that reads it
+    first: int  # first step that writes it
+    last: int  # last step that reads it
     offset: int = -1
 
 
@@ -28,8 +29,7 @@ def plan_memory(buffers: list[Buffer]) -> int:
     overlap a placed buffer whose lifetime intersects. Returns the arena size."""
     placed: list[Buffer] = []
     for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
-        conflicts = sorted((p for p in placed if p.first <= buf.last and buf.first <= p.last),
-                           key=lambda p: p.offset)
+        conflicts = sorted((p for p in placed if p.first <= buf.last and buf.first <= p.last), key=lambda p: p.offset)
         offset = 0
         for p in conflicts:
             if offset + buf.size <= p.offset:

@@ -1,4 +1,5 @@
 """The workflow step: one .tflite in, model.c/model.h and codegen.json out."""
+
 from pathlib import Path
 
 from ..provenance import write_json

@@ -1,4 +1,5 @@
 """WAV I/O shared by dataset generation, preparation and the report."""
+
 import wave
 from pathlib import Path
 
@@ -9,8 +10,10 @@ def read_wav(path, expect_rate=16000) -> np.ndarray:
     """Mono 16-bit PCM WAV as float32 in [-1, 1)."""
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != expect_rate:
-            raise ValueError(f"{path}: need mono 16-bit {expect_rate} Hz PCM, got {w.getnchannels()} ch, "
-                             f"{8 * w.getsampwidth()} bit, {w.getframerate()} Hz; resample it (e.g. with sox)")
+            raise ValueError(
+                f"{path}: need mono 16-bit {expect_rate} Hz PCM, got {w.getnchannels()} ch, "
+                f"{8 * w.getsampwidth()} bit, {w.getframerate()} Hz; resample it (e.g. with sox)"
+            )
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     return data.astype(np.float32) / 32768.0
 

@@ -3,6 +3,7 @@
 Audio augmentation (time shift, background noise) follows TF's speech_commands input_data.py and is
 applied to the training split only; silence samples always get background noise, as there.
 """
+
 import numpy as np
 
 from .audio import fit_length, read_wav
@@ -27,9 +28,14 @@ def _micro(batch: np.ndarray, cfg) -> np.ndarray:
 
     def one(audio):
         return frontend.audio_microfrontend(
-            audio, sample_rate=cfg["sample_rate"], window_size=int(cfg["window_ms"]),
-            window_step=int(cfg["stride_ms"]), num_channels=cfg["channels"], out_scale=1,
-            out_type=tf.float32)
+            audio,
+            sample_rate=cfg["sample_rate"],
+            window_size=int(cfg["window_ms"]),
+            window_step=int(cfg["stride_ms"]),
+            num_channels=cfg["channels"],
+            out_scale=1,
+            out_type=tf.float32,
+        )
 
     pcm = tf.constant(np.clip(np.round(batch * 32768.0), -32768, 32767).astype(np.int16))
     out = tf.map_fn(one, pcm, fn_output_signature=tf.TensorSpec(feature_shape(cfg), tf.float32))
@@ -45,8 +51,9 @@ def _librosa(batch: np.ndarray, cfg, kind: str) -> np.ndarray:
     hop = int(sr * cfg["stride_ms"] / 1000)
     out = []
     for clip in batch:
-        mel = librosa.feature.melspectrogram(y=clip, sr=sr, n_fft=n_fft, hop_length=hop, center=False,
-                                             n_mels=cfg["channels"], fmin=125, fmax=7500)
+        mel = librosa.feature.melspectrogram(
+            y=clip, sr=sr, n_fft=n_fft, hop_length=hop, center=False, n_mels=cfg["channels"], fmin=125, fmax=7500
+        )
         logmel = librosa.power_to_db(mel, ref=1.0, top_db=None)
         feat = logmel if kind == "logmel" else librosa.feature.mfcc(S=logmel, n_mfcc=cfg["channels"])
         out.append(feat.T.astype(np.float32))
@@ -76,8 +83,8 @@ def load_audio(index, split, aug, sample_rate, clip_ms, seed, copies=1, progress
     entries = index["splits"][split]
     cache = {}
     audio, y = [], []
-    for copy in range(copies if training else 1):
-        for i, e in enumerate(entries):
+    for _copy in range(copies if training else 1):
+        for _i, e in enumerate(entries):
             if e["file"] is None:
                 fg = np.zeros(n, np.float32)
             else:
@@ -87,12 +94,12 @@ def load_audio(index, split, aug, sample_rate, clip_ms, seed, copies=1, progress
             if training and aug["time_shift_ms"] > 0:
                 shift_max = int(sample_rate * aug["time_shift_ms"] / 1000)
                 shift = int(rng.integers(-shift_max, shift_max + 1))
-                fg = np.roll(np.pad(fg, (shift_max, shift_max)), shift)[shift_max:shift_max + n]
+                fg = np.roll(np.pad(fg, (shift_max, shift_max)), shift)[shift_max : shift_max + n]
             is_silence = e["label"] == SILENCE
             if background and (training or is_silence):
                 bg = background[int(rng.integers(len(background)))]
                 start = int(rng.integers(0, max(1, len(bg) - n)))
-                bg = fit_length(bg[start:start + n], n)
+                bg = fit_length(bg[start : start + n], n)
                 if is_silence:
                     vol = rng.uniform(0, 1)
                 elif rng.uniform(0, 1) < aug["background_frequency"]:
@@ -109,12 +116,13 @@ def load_audio(index, split, aug, sample_rate, clip_ms, seed, copies=1, progress
 
 def compute_split(index, split, feat_cfg, aug_cfg, seed, progress=print):
     copies = aug_cfg.get("copies", 1)
-    audio, y = load_audio(index, split, aug_cfg, feat_cfg["sample_rate"], feat_cfg["clip_ms"], seed,
-                          copies=copies, progress=progress)
+    audio, y = load_audio(
+        index, split, aug_cfg, feat_cfg["sample_rate"], feat_cfg["clip_ms"], seed, copies=copies, progress=progress
+    )
     feats = []
     step = 1000
     for s in range(0, len(audio), step):
-        feats.append(extract(audio[s:s + step], feat_cfg))
+        feats.append(extract(audio[s : s + step], feat_cfg))
         if progress:
             progress(f"{split}: features {min(s + step, len(audio))}/{len(audio)}")
     return np.concatenate(feats).astype(np.float32), y

@@ -7,6 +7,7 @@ training, evaluation) cannot tell them apart:
     <root>/_background_noise_/*.wav             long noise recordings for augmentation
     <root>/validation_list.txt, testing_list.txt paths relative to <root>
 """
+
 from __future__ import annotations
 
 import os

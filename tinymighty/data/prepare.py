@@ -1,4 +1,5 @@
 """Split a Speech-Commands-layout dataset and pick silence/unknown samples the way TF's speech_commands does."""
+
 import math
 import random
 from pathlib import Path
@@ -20,8 +21,15 @@ def _read_list(path: Path):
     return {line.strip() for line in path.read_text().splitlines() if line.strip()} if path.exists() else None
 
 
-def prepare_index(data_dir, wanted_words, validation_percentage=10, testing_percentage=10,
-                  silence_percentage=10, unknown_percentage=10, seed=0):
+def prepare_index(
+    data_dir,
+    wanted_words,
+    validation_percentage=10,
+    testing_percentage=10,
+    silence_percentage=10,
+    unknown_percentage=10,
+    seed=0,
+):
     """Return {labels, splits: {split: [{file, label}]}, counts, background} for a dataset directory.
 
     Splits come from validation_list.txt/testing_list.txt when present, else from the hash of the speaker
@@ -47,7 +55,8 @@ def prepare_index(data_dir, wanted_words, validation_percentage=10, testing_perc
             split = which_set(rel, validation_percentage, testing_percentage)
         word = wav.parent.name
         (wanted if word in wanted_words else unknown)[split].append(
-            {"file": rel, "label": word if word in wanted_words else UNKNOWN})
+            {"file": rel, "label": word if word in wanted_words else UNKNOWN}
+        )
     splits = {}
     for split in SPLITS:
         entries = list(wanted[split])
@@ -63,5 +72,4 @@ def prepare_index(data_dir, wanted_words, validation_percentage=10, testing_perc
     labels = labels_for(wanted_words)
     counts = {s: {lab: sum(e["label"] == lab for e in splits[s]) for lab in labels} for s in SPLITS}
     background = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / BACKGROUND_DIR).glob("*.wav"))
-    return {"data_dir": str(data_dir), "labels": labels, "splits": splits, "counts": counts,
-            "background": background}
+    return {"data_dir": str(data_dir), "labels": labels, "splits": splits, "counts": counts, "background": background}

@@ -1,4 +1,5 @@
 """The real Speech Commands: link or safely extract a local copy, or download one with a mandatory checksum."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Speech Commands' split rule (by speaker hash) and the list files that record it."""
+
 import hashlib
 import os
 import re

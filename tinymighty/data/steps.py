@@ -1,4 +1,5 @@
 """The data steps of the workflow (dataset, prepare, features): paths and parameters in, files out."""
+
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,7 @@ def dataset_step(out_dir, source, path, url, sha256, synthetic, splits, seed, lo
     if source == "synthetic":
         stats = synthesize(out_dir, seed=seed, progress=log, **synthetic, **splits)
     else:
-        stats = {"path": str(fetch_speech_commands(out_dir, path=path, url=url, sha256=sha256,
-                                                   progress=log))}
+        stats = {"path": str(fetch_speech_commands(out_dir, path=path, url=url, sha256=sha256, progress=log))}
     log(f"dataset ready in {out_dir}: {stats}")
 
 

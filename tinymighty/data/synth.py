@@ -1,4 +1,5 @@
 """An offline Speech Commands look-alike: words spoken by espeak-ng voices, plus synthetic background noise."""
+
 from __future__ import annotations
 
 import concurrent.futures

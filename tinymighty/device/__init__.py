@@ -17,6 +17,7 @@ Modules: ``protocol`` (framing, Transcript, DeviceClient), ``backends`` (QEMU, s
 make_backend, connect), ``build`` (build_firmware, elf_sizes), ``measure`` (one image's figures),
 ``step`` (the workflow steps).
 """
+
 from .backends import FAULT_EXIT, PSRAM_BASE, PSRAM_SIZE, HostBackend, QemuBackend, SerialBackend, connect, make_backend
 from .build import FIRMWARE_DIR, RAM_BASE, FirmwareBuildError, build_firmware, elf_sizes
 from .measure import BATCH_CHUNK, CALIBRATION_LOOPS, measure
@@ -33,8 +34,29 @@ from .protocol import (
 )
 
 __all__ = [
-    "BATCH_CHUNK", "CALIBRATION_LOOPS", "FAULT_EXIT", "FIRMWARE_DIR", "PROTOCOL_VERSION", "PSRAM_BASE", "PSRAM_SIZE",
-    "RAM_BASE", "RETRYABLE_DEVICE_ERRORS", "DeviceClient", "DeviceError", "FirmwareBuildError", "HostBackend",
-    "QemuBackend", "Response", "SerialBackend", "Transcript", "build_firmware", "connect", "crc8", "elf_sizes",
-    "frame", "make_backend", "measure", "unframe",
+    "BATCH_CHUNK",
+    "CALIBRATION_LOOPS",
+    "FAULT_EXIT",
+    "FIRMWARE_DIR",
+    "PROTOCOL_VERSION",
+    "PSRAM_BASE",
+    "PSRAM_SIZE",
+    "RAM_BASE",
+    "RETRYABLE_DEVICE_ERRORS",
+    "DeviceClient",
+    "DeviceError",
+    "FirmwareBuildError",
+    "HostBackend",
+    "QemuBackend",
+    "Response",
+    "SerialBackend",
+    "Transcript",
+    "build_firmware",
+    "connect",
+    "crc8",
+    "elf_sizes",
+    "frame",
+    "make_backend",
+    "measure",
+    "unframe",
 ]

@@ -1,4 +1,5 @@
 """Where the firmware runs: QEMU mps2-an386, a serial port (a real board), or the native build."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,17 @@ class QemuBackend:
     machine = "mps2-an386"
     preload_addr = PSRAM_BASE
 
-    def __init__(self, elf, *, preload: bytes | None = None, timeout: float = 600.0, serial: str = "tcp",
-                 qemu: str = "qemu-system-arm", icount_shift: int = 0, baudrate: int = 115200):
+    def __init__(
+        self,
+        elf,
+        *,
+        preload: bytes | None = None,
+        timeout: float = 600.0,
+        serial: str = "tcp",
+        qemu: str = "qemu-system-arm",
+        icount_shift: int = 0,
+        baudrate: int = 115200,
+    ):
         if serial not in ("tcp", "pty"):
             raise ValueError(f"serial must be 'tcp' or 'pty', not {serial!r}")
         self.elf = Path(elf)
@@ -70,11 +80,23 @@ class QemuBackend:
         return 1e9 / tick_hz / (1 << self.icount_shift)
 
     def command(self) -> list[str]:
-        chardev = {"tcp": f"tcp:127.0.0.1:{self._tcp_port},server=on,wait=on,nodelay=on",
-                   "pty": "pty"}[self.serial]
-        cmd = [self.qemu, "-M", self.machine, "-icount", f"shift={self.icount_shift}", "-nographic",
-               "-monitor", "none", "-serial", chardev,
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(self.elf)]
+        chardev = {"tcp": f"tcp:127.0.0.1:{self._tcp_port},server=on,wait=on,nodelay=on", "pty": "pty"}[self.serial]
+        cmd = [
+            self.qemu,
+            "-M",
+            self.machine,
+            "-icount",
+            f"shift={self.icount_shift}",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            chardev,
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            str(self.elf),
+        ]
         if self.preload is not None:
             cmd += ["-device", f"loader,file={self._tmp.name}/inputs.bin,addr={PSRAM_BASE:#x},force-raw=on"]
         return cmd
@@ -109,8 +131,9 @@ class QemuBackend:
         if self._log:
             self._log.close()
         self._log = open(Path(self._tmp.name, "qemu.log"), "w+b")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if self.serial == "tcp":
             self._wait_for_output(r"waiting for connection")
             self.url = f"socket://127.0.0.1:{self._tcp_port}"
@@ -332,8 +355,7 @@ def connect(backend, log_path, **client_kwargs):
     transcript = Transcript(log_path)
     try:
         with backend:
-            client = DeviceClient(backend.open_port(), transcript, describe_failure=backend.status,
-                                  **client_kwargs)
+            client = DeviceClient(backend.open_port(), transcript, describe_failure=backend.status, **client_kwargs)
             try:
                 yield client
             finally:

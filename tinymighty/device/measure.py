@@ -1,4 +1,5 @@
 """Measuring one firmware image: sizes, memory, time per inference and every input's output."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,11 +20,16 @@ def _timing(ticks: list[int], tick_hz: int, insns_per_tick: float | None) -> dic
     timing = {"n": len(ticks), "tick_hz": tick_hz, "ticks": ticks, "ticks_median": float(np.median(t))}
     if insns_per_tick is not None:
         insns = t * insns_per_tick
-        timing.update({
-            "unit": "emulated instructions (QEMU -icount instruction count, not Cortex-M4 cycles)",
-            "instructions_median": float(np.median(insns)), "instructions_min": float(insns.min()),
-            "instructions_max": float(insns.max()), "instructions_spread": float(insns.max() - insns.min()),
-            "instructions_resolution": insns_per_tick})
+        timing.update(
+            {
+                "unit": "emulated instructions (QEMU -icount instruction count, not Cortex-M4 cycles)",
+                "instructions_median": float(np.median(insns)),
+                "instructions_min": float(insns.min()),
+                "instructions_max": float(insns.max()),
+                "instructions_spread": float(insns.max() - insns.min()),
+                "instructions_resolution": insns_per_tick,
+            }
+        )
     else:  # a real board's timer: ticks are time
         timing.update({"unit": "ticks", "seconds_median": float(np.median(t)) / tick_hz})
     return timing
@@ -34,13 +40,16 @@ def _check_calibration(client: DeviceClient, insns_per_tick: float) -> dict:
     cal = client.calibrate(CALIBRATION_LOOPS)
     measured = cal["loop_insns"] / cal["ticks"]
     if abs(measured / insns_per_tick - 1) > 0.001:
-        raise client._fail(f"tick calibration: {measured:.3f} instructions per tick, expected {insns_per_tick:.3f}; "
-                           "is QEMU running with -icount shift=0?")
+        raise client._fail(
+            f"tick calibration: {measured:.3f} instructions per tick, expected {insns_per_tick:.3f}; "
+            "is QEMU running with -icount shift=0?"
+        )
     return {"loop_instructions": cal["loop_insns"], "ticks": cal["ticks"], "instructions_per_tick": measured}
 
 
-def measure(elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log",
-            timeout: float = 60.0) -> dict:
+def measure(
+    elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log", timeout: float = 60.0
+) -> dict:
     """Measures one firmware image: sizes, memory, time per inference and every input's output.
 
     inputs: int8 (N, in_size), already quantized with the model's input scale/zero point.
@@ -71,24 +80,48 @@ def measure(elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_p
             predictions = np.array([r["class"] for r in runs], dtype=np.int64)
             outputs = np.stack([r["output"] for r in runs])
         else:
-            parts = [client.batch(preload + start * size, min(BATCH_CHUNK, n - start), timeout=timeout)
-                     for start in range(0, n, BATCH_CHUNK)]
+            parts = [
+                client.batch(preload + start * size, min(BATCH_CHUNK, n - start), timeout=timeout)
+                for start in range(0, n, BATCH_CHUNK)
+            ]
             predictions = np.concatenate([p for p, _ in parts])
             outputs = np.concatenate([o for _, o in parts])
         memory = client.memory()
         client.exit(0)
     if memory["stack_size"] and memory["stack_used"] >= memory["stack_size"]:
-        raise DeviceError(f"the firmware used all of its {memory['stack_size']}-byte stack, so its results are "
-                          "not trustworthy: rebuild with a larger STACK_SIZE", Path(log_path))
+        raise DeviceError(
+            f"the firmware used all of its {memory['stack_size']}-byte stack, so its results are "
+            "not trustworthy: rebuild with a larger STACK_SIZE",
+            Path(log_path),
+        )
 
-    ram = {"data": memory["data"], "bss": memory["bss"], "static": memory["data"] + memory["bss"],
-           "arena": memory["arena"], "stack_size": memory["stack_size"],
-           "stack_high_water": memory["stack_used"],
-           "peak": memory["data"] + memory["bss"] + memory["stack_used"], "budget": RAM_BYTES}
+    ram = {
+        "data": memory["data"],
+        "bss": memory["bss"],
+        "static": memory["data"] + memory["bss"],
+        "arena": memory["arena"],
+        "stack_size": memory["stack_size"],
+        "stack_high_water": memory["stack_used"],
+        "peak": memory["data"] + memory["bss"] + memory["stack_used"],
+        "budget": RAM_BYTES,
+    }
     flash = {}
     if sizes:
-        flash = {"total": sizes["flash_total"], "model": sizes["flash_model"], "code": sizes["flash_code"],
-                 "model_weight_bytes": info["weights"], "budget": FLASH_BYTES}
-    return {"identify": info, "flash": flash, "ram": ram, "elf": sizes,
-            "timing": _timing(ticks, info["tick_hz"], insns_per_tick), "calibration": calibration,
-            "predictions": predictions, "outputs": outputs, "log_path": str(log_path)}
+        flash = {
+            "total": sizes["flash_total"],
+            "model": sizes["flash_model"],
+            "code": sizes["flash_code"],
+            "model_weight_bytes": info["weights"],
+            "budget": FLASH_BYTES,
+        }
+    return {
+        "identify": info,
+        "flash": flash,
+        "ram": ram,
+        "elf": sizes,
+        "timing": _timing(ticks, info["tick_hz"], insns_per_tick),
+        "calibration": calibration,
+        "predictions": predictions,
+        "outputs": outputs,
+        "log_path": str(log_path),
+    }

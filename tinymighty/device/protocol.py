@@ -1,4 +1,5 @@
 """The line protocol of firmware/PROTOCOL.md: framing, the raw transcript, and DeviceClient."""
+
 from __future__ import annotations
 
 import os
@@ -105,8 +106,7 @@ class DeviceClient:
     Damaged lines in either direction and timeouts are retried up to ``retries`` times; all
     commands are idempotent, so a retry simply repeats the request."""
 
-    def __init__(self, port, transcript: Transcript, *, retries: int = 3, timeout: float = 10.0,
-                 describe_failure=None):
+    def __init__(self, port, transcript: Transcript, *, retries: int = 3, timeout: float = 10.0, describe_failure=None):
         self.port = port
         self.transcript = transcript
         self.retries = retries
@@ -238,8 +238,10 @@ class DeviceClient:
         for key in ("in_scale", "out_scale"):
             info[key] = struct.unpack("<f", struct.pack("<I", int(f[key], 16)))[0]
         if info["proto"] != PROTOCOL_VERSION:
-            raise self._fail(f"device speaks protocol {info['proto']}, this host speaks {PROTOCOL_VERSION}: "
-                             "rebuild the firmware from this checkout")
+            raise self._fail(
+                f"device speaks protocol {info['proto']}, this host speaks {PROTOCOL_VERSION}: "
+                "rebuild the firmware from this checkout"
+            )
         self.info = info
         return info
 
@@ -259,13 +261,16 @@ class DeviceClient:
         data = _as_input_bytes(x, info["in"])
         chunk = (info["line_max"] - 24) // 2
         for offset in range(0, len(data), chunk):
-            self.request(f"LOAD {offset} {data[offset:offset + chunk].hex().upper()}")
+            self.request(f"LOAD {offset} {data[offset : offset + chunk].hex().upper()}")
 
     def run(self, addr: int | None = None) -> dict:
         """One inference on the loaded input (or the preloaded input at addr)."""
         r = self.request("RUN" if addr is None else f"RUN {addr:#x}")
-        return {"class": r.int("class"), "ticks": r.int("ticks"),
-                "output": np.frombuffer(bytes.fromhex(r.fields["out"]), dtype=np.int8).copy()}
+        return {
+            "class": r.int("class"),
+            "ticks": r.int("ticks"),
+            "output": np.frombuffer(bytes.fromhex(r.fields["out"]), dtype=np.int8).copy(),
+        }
 
     def infer(self, x) -> dict:
         self.load_input(x)
@@ -280,8 +285,9 @@ class DeviceClient:
             raise self._fail(f"BENCH {runs} returned {len(ticks)} runs")
         return ticks
 
-    def batch(self, addr: int, count: int, stride: int | None = None,
-              timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, addr: int, count: int, stride: int | None = None, timeout: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (count,) and int8 outputs (count, out) for preloaded inputs at addr."""
         info = self._require_info()
         cmd = f"BATCH {addr:#x} {count}" + ("" if stride is None else f" {stride}")
@@ -304,6 +310,8 @@ class DeviceClient:
 def _as_input_bytes(x, size: int) -> bytes:
     arr = np.asarray(x)
     if arr.dtype != np.int8 or arr.size != size:
-        raise ValueError(f"model input must be {size} int8 values, got {arr.size} of {arr.dtype}: "
-                         "quantize with the model's in_scale/in_zp first")
+        raise ValueError(
+            f"model input must be {size} int8 values, got {arr.size} of {arr.dtype}: "
+            "quantize with the model's in_scale/in_zp first"
+        )
     return arr.tobytes()

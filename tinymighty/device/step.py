@@ -1,5 +1,6 @@
 """The workflow steps of the device stage: build the firmware, measure it on the device, and the per-variant
 metrics record."""
+
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,23 @@ def _int_or_none(v):
     return None if v is None else int(round(v))
 
 
-def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_json, log_path, backend, port,
-                baudrate, accuracy_inputs, bench_runs, arch=None, variant=None, config=None):
+def device_step(
+    elf,
+    model_tflite,
+    test_npz,
+    host_outputs,
+    codegen_json,
+    out_json,
+    log_path,
+    backend,
+    port,
+    baudrate,
+    accuracy_inputs,
+    bench_runs,
+    arch=None,
+    variant=None,
+    config=None,
+):
     """Measure one firmware image on the device and check it agrees with the host, output by output."""
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
@@ -38,25 +54,33 @@ def device_step(elf, model_tflite, test_npz, host_outputs, codegen_json, out_jso
     mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
     timing = m["timing"]
     res = {
-        "arch": arch, "variant": variant, "backend": backend, "inputs": n,
+        "arch": arch,
+        "variant": variant,
+        "backend": backend,
+        "inputs": n,
         "accuracy": float(np.mean(m["predictions"] == y[:n])),
         "host_accuracy_same_inputs": float(np.mean(host_pred == y[:n])),
         "matches_host": bool(np.array_equal(m["predictions"], host_pred)) and mismatched == 0,
         "outputs_mismatched": mismatched,
         "flash": m["flash"],
-        "ram": dict(m["ram"], stack_peak=m["ram"]["stack_high_water"],
-                    total=m["ram"]["static"] + m["ram"]["stack_high_water"]),
+        "ram": dict(
+            m["ram"], stack_peak=m["ram"]["stack_high_water"], total=m["ram"]["static"] + m["ram"]["stack_high_water"]
+        ),
         "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
         | {"runs": timing["n"], "unit": timing["unit"]},
-        "timing": timing, "calibration": m["calibration"], "identify": m["identify"],
+        "timing": timing,
+        "calibration": m["calibration"],
+        "identify": m["identify"],
         "codegen": gen,
     }
     if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
     write_json(out_json, res, config)
     if not res["matches_host"]:
-        raise RuntimeError(f"{arch}/{variant}: the device disagrees with TFLM on {mismatched} of {n} "
-                           f"inputs; raw transcript in {log_path}, results in {out_json}")
+        raise RuntimeError(
+            f"{arch}/{variant}: the device disagrees with TFLM on {mismatched} of {n} "
+            f"inputs; raw transcript in {log_path}, results in {out_json}"
+        )
 
 
 def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_path):
@@ -67,8 +91,11 @@ def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_pat
         m = measure(elf, backend_cfg, xq, n_bench=bench_runs, log_path=str(log_path) + ".dense")
     if not np.array_equal(m["outputs"], expected):
         raise RuntimeError(f"{model_tflite}: dense and sparse kernels disagree; transcripts in {log_path}[.dense]")
-    return {"instructions_median": _int_or_none(m["timing"].get("instructions_median")),
-            "flash_model": m["flash"].get("model"), "weight_bytes": info["weight_bytes"]}
+    return {
+        "instructions_median": _int_or_none(m["timing"].get("instructions_median")),
+        "flash_model": m["flash"].get("model"),
+        "weight_bytes": info["weight_bytes"],
+    }
 
 
 def metrics_step(host_json, device_json, out_json, config=None):

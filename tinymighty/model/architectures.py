@@ -1,4 +1,5 @@
 """Model architectures. TinyConv is the seed model; others are registered by name."""
+
 from ..tfutil import tf_keras
 
 LABELS_DEFAULT = ("_silence_", "_unknown_", "yes", "no")

@@ -1,4 +1,5 @@
 """Keras -> TFLite: float32, and full-integer int8 (int8 input and output) with a representative dataset."""
+
 import numpy as np
 
 from ..tfutil import tf
@@ -7,7 +8,8 @@ from ..tfutil import tf
 def representative(x: np.ndarray, n: int):
     def gen():
         for i in range(min(n, len(x))):
-            yield [x[i:i + 1].astype(np.float32)]
+            yield [x[i : i + 1].astype(np.float32)]
+
     return gen
 
 

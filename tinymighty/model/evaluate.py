@@ -1,4 +1,5 @@
 """Evaluate TFLite models on the test split: accuracy, per-class metrics, agreement, latency, TFLM check."""
+
 import gzip
 import time
 
@@ -19,7 +20,7 @@ def run_tflite(content: bytes, x: np.ndarray):
     xq = quantize_input(x, inp)
     outputs = np.empty((len(x),) + tuple(out["shape"][1:]), dtype=out["dtype"])
     for i in range(len(x)):
-        interp.set_tensor(inp["index"], xq[i:i + 1])
+        interp.set_tensor(inp["index"], xq[i : i + 1])
         interp.invoke()
         outputs[i] = interp.get_tensor(out["index"])[0]
     return outputs, xq
@@ -41,16 +42,22 @@ def tflm_outputs(content: bytes, xq: np.ndarray) -> np.ndarray:
 def classification(y_true, y_pred, labels):
     n = len(labels)
     cm = np.zeros((n, n), dtype=int)
-    for t, p in zip(y_true, y_pred):
+    for t, p in zip(y_true, y_pred, strict=False):
         cm[t, p] += 1
     per_class = {}
     for i, lab in enumerate(labels):
         tp = cm[i, i]
-        per_class[lab] = {"precision": float(tp / cm[:, i].sum()) if cm[:, i].sum() else 0.0,
-                          "recall": float(tp / cm[i].sum()) if cm[i].sum() else 0.0,
-                          "support": int(cm[i].sum())}
-    return {"accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), "n": int(len(y_true)),
-            "per_class": per_class, "confusion": cm.tolist()}
+        per_class[lab] = {
+            "precision": float(tp / cm[:, i].sum()) if cm[:, i].sum() else 0.0,
+            "recall": float(tp / cm[i].sum()) if cm[i].sum() else 0.0,
+            "support": int(cm[i].sum()),
+        }
+    return {
+        "accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))),
+        "n": int(len(y_true)),
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+    }
 
 
 def host_latency(content: bytes, x_row: np.ndarray, runs: int, reference: bool = False):
@@ -76,9 +83,13 @@ def host_latency(content: bytes, x_row: np.ndarray, runs: int, reference: bool =
         times.append((time.perf_counter() - t0) * 1000.0)
     t = np.asarray(times)
     kernels = "reference" if reference else "default"
-    return {"median_ms": float(np.median(t)), "p10_ms": float(np.percentile(t, 10)),
-            "p90_ms": float(np.percentile(t, 90)), "runs": runs,
-            "note": f"host CPU, TFLite {kernels} kernels, 1 thread; varies with the machine, not reproducible"}
+    return {
+        "median_ms": float(np.median(t)),
+        "p10_ms": float(np.percentile(t, 10)),
+        "p90_ms": float(np.percentile(t, 90)),
+        "runs": runs,
+        "note": f"host CPU, TFLite {kernels} kernels, 1 thread; varies with the machine, not reproducible",
+    }
 
 
 def evaluate_tflite(content: bytes, x, y, labels, float_pred=None, latency_runs=200, tflm_check=True):
@@ -98,10 +109,13 @@ def evaluate_tflite(content: bytes, x, y, labels, float_pred=None, latency_runs=
     if tflm_check and outputs.dtype == np.int8:
         micro = tflm_outputs(content, xq)
         differing = np.any(micro != outputs, axis=1)
-        res["tflm"] = {"inputs": int(len(xq)), "bitexact": bool(not differing.any()),
-                       "rows_differing": int(differing.sum()),
-                       "predictions_differing": int(np.sum(micro.argmax(axis=1) != pred)),
-                       "max_abs_diff": int(np.abs(micro.astype(int) - outputs.astype(int)).max()),
-                       "compared": "TFLM Python interpreter vs tf.lite BUILTIN_REF kernels"}
+        res["tflm"] = {
+            "inputs": int(len(xq)),
+            "bitexact": bool(not differing.any()),
+            "rows_differing": int(differing.sum()),
+            "predictions_differing": int(np.sum(micro.argmax(axis=1) != pred)),
+            "max_abs_diff": int(np.abs(micro.astype(int) - outputs.astype(int)).max()),
+            "compared": "TFLM Python interpreter vs tf.lite BUILTIN_REF kernels",
+        }
         outputs = micro
     return res, pred, outputs

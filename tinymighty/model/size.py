@@ -3,6 +3,7 @@
 FLOP convention: FLOPs = 2 x MACs (one multiply and one add each) + one add per bias element per output
 position. The seed reported 672,004 for TinyConv: 2 x 336,000 plus the dense bias only; we report both.
 """
+
 import numpy as np
 
 from ..budgets import FLASH_BYTES, RAM_BYTES
@@ -38,11 +39,22 @@ def layer_table(model):
             bias_adds = positions * int(out_shape[-1]) if layer.use_bias else 0
         elif kind in ("AveragePooling2D",):
             macs = _prod(out_shape) * _prod(layer.pool_size)
-        rows.append({"layer": layer.name, "type": kind, "output_shape": list(out_shape), "params": params,
-                     "nonzero_params": nonzero, "macs": macs, "flops": 2 * macs + bias_adds,
-                     "bias_adds": bias_adds, "weight_bytes_float32": 4 * params,
-                     "weight_bytes_int8": _int8_weight_bytes(layer, weights),
-                     "output_elems": _prod(out_shape), "aliases_input": kind in _ALIASING})
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": kind,
+                "output_shape": list(out_shape),
+                "params": params,
+                "nonzero_params": nonzero,
+                "macs": macs,
+                "flops": 2 * macs + bias_adds,
+                "bias_adds": bias_adds,
+                "weight_bytes_float32": 4 * params,
+                "weight_bytes_int8": _int8_weight_bytes(layer, weights),
+                "output_elems": _prod(out_shape),
+                "aliases_input": kind in _ALIASING,
+            }
+        )
     return rows
 
 
@@ -69,8 +81,10 @@ def peak_activation_bytes(model, rows, bytes_per_elem):
 
 def estimate(model):
     rows = layer_table(model)
-    total = {k: sum(r[k] for r in rows) for k in ("params", "nonzero_params", "macs", "flops", "bias_adds",
-                                                   "weight_bytes_float32", "weight_bytes_int8")}
+    total = {
+        k: sum(r[k] for r in rows)
+        for k in ("params", "nonzero_params", "macs", "flops", "bias_adds", "weight_bytes_float32", "weight_bytes_int8")
+    }
     dense_bias = sum(r["bias_adds"] for r in rows if r["type"] == "Dense")
     total["flops_seed_convention"] = 2 * total["macs"] + dense_bias
     total["peak_ram_float32"] = peak_activation_bytes(model, rows, 4)
@@ -79,6 +93,9 @@ def estimate(model):
     total["ram_share_int8"] = total["peak_ram_int8"] / RAM_BYTES
     total["flash_share_float32"] = total["weight_bytes_float32"] / FLASH_BYTES
     total["ram_share_float32"] = total["peak_ram_float32"] / RAM_BYTES
-    return {"layers": rows, "total": total,
-            "flop_convention": "FLOPs = 2 x MACs + one add per bias element per output position; "
-                               "flops_seed_convention counts only the dense bias, as the seed's 672,004 did"}
+    return {
+        "layers": rows,
+        "total": total,
+        "flop_convention": "FLOPs = 2 x MACs + one add per bias element per output position; "
+        "flops_seed_convention counts only the dense bias, as the seed's 672,004 did",
+    }

@@ -1,4 +1,5 @@
 """The model steps of the workflow (train, size, convert, evaluate): paths and parameters in, files out."""
+
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,21 @@ def convert_ptq_int8_step(model_path, train_npz, out_tflite, out_info, samples, 
     write_variant(model, to_int8(model, x, samples), out_tflite, out_info, "ptq", config, bits=8)
 
 
-def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_predictions, out_outputs, latency_runs,
-                  float_predictions=None, arch=None, variant=None, log_path=None, config=None):
+def evaluate_step(
+    model_tflite,
+    info_json,
+    test_npz,
+    index_json,
+    out_json,
+    out_predictions,
+    out_outputs,
+    latency_runs,
+    float_predictions=None,
+    arch=None,
+    variant=None,
+    log_path=None,
+    config=None,
+):
     from ..npio import load_split
     from .evaluate import evaluate_tflite
 
@@ -69,8 +83,10 @@ def evaluate_step(model_tflite, info_json, test_npz, index_json, out_json, out_p
     res, pred, outputs = evaluate_tflite(content, x, y, labels, float_pred=float_pred, latency_runs=latency_runs)
     res.update(read_results(info_json))
     res.update(arch=arch, variant=variant, deployable=bool("tflm" in res))
-    log(f"{arch}/{variant}: accuracy {res['accuracy']:.4f} on {res['n']} test clips, "
-        f"{res['tflite_bytes']} bytes" + (f", TFLM bit-exact {res['tflm']['bitexact']}" if "tflm" in res else ""))
+    log(
+        f"{arch}/{variant}: accuracy {res['accuracy']:.4f} on {res['n']} test clips, "
+        f"{res['tflite_bytes']} bytes" + (f", TFLM bit-exact {res['tflm']['bitexact']}" if "tflm" in res else "")
+    )
     np.save(out_predictions, pred)
     np.save(out_outputs, outputs)
     write_json(out_json, res, config)

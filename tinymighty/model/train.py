@@ -1,4 +1,5 @@
 """Deterministic training with per-epoch progress, CSV curves and a best-by-validation checkpoint."""
+
 from pathlib import Path
 
 from ..npio import load_split
@@ -6,9 +7,11 @@ from ..tfutil import make_deterministic, tf_keras
 
 
 def compile_model(model, learning_rate):
-    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -19,9 +22,11 @@ class _Progress(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.log(f"[{self.tag}] epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', 0):.4f} "
-                 f"acc {logs.get('accuracy', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} "
-                 f"val_acc {logs.get('val_accuracy', 0):.4f}")
+        self.log(
+            f"[{self.tag}] epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', 0):.4f} "
+            f"acc {logs.get('accuracy', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} "
+            f"val_acc {logs.get('val_accuracy', 0):.4f}"
+        )
 
 
 class _BestFrom(tf_keras.callbacks.ModelCheckpoint):
@@ -36,8 +41,22 @@ class _BestFrom(tf_keras.callbacks.ModelCheckpoint):
             super().on_epoch_end(epoch, logs)
 
 
-def fit(model, train, val, epochs, batch_size, learning_rate, checkpoint, history_csv, seed, tag="train",
-        callbacks=(), log=print, compile=True, checkpoint_from_epoch=0):
+def fit(
+    model,
+    train,
+    val,
+    epochs,
+    batch_size,
+    learning_rate,
+    checkpoint,
+    history_csv,
+    seed,
+    tag="train",
+    callbacks=(),
+    log=print,
+    compile=True,
+    checkpoint_from_epoch=0,
+):
     """Fit `model`, keep the best weights by validation accuracy in `checkpoint` and load them back.
     Only epochs from `checkpoint_from_epoch` (0-based) on are candidates."""
     make_deterministic(seed)
@@ -45,11 +64,25 @@ def fit(model, train, val, epochs, batch_size, learning_rate, checkpoint, histor
         compile_model(model, learning_rate)
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    best = _BestFrom(str(checkpoint), monitor="val_accuracy", save_best_only=True, save_weights_only=True,
-                     mode="max", from_epoch=checkpoint_from_epoch)
+    best = _BestFrom(
+        str(checkpoint),
+        monitor="val_accuracy",
+        save_best_only=True,
+        save_weights_only=True,
+        mode="max",
+        from_epoch=checkpoint_from_epoch,
+    )
     cbs = [best, tf_keras.callbacks.CSVLogger(str(history_csv)), _Progress(tag, epochs, log), *callbacks]
-    model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True,
-              verbose=0, callbacks=cbs)
+    model.fit(
+        train[0],
+        train[1],
+        validation_data=val,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=cbs,
+    )
     model.load_weights(str(checkpoint))
     return model
 
@@ -65,8 +98,19 @@ def train_float(arch, train_npz, val_npz, model_out, history_csv, cfg, seed, log
     model = build(parse_model_id(arch, seed)[0], train[0].shape[1:], num_labels)
     log(f"[train] {arch}: {model.count_params()} parameters, {len(train[0])} training examples")
     weights = Path(str(model_out) + ".weights.h5")
-    fit(model, train, val, cfg["epochs"], cfg["batch_size"], cfg["learning_rate"], weights, history_csv,
-        seed, tag=arch, log=log)
+    fit(
+        model,
+        train,
+        val,
+        cfg["epochs"],
+        cfg["batch_size"],
+        cfg["learning_rate"],
+        weights,
+        history_csv,
+        seed,
+        tag=arch,
+        log=log,
+    )
     model.save(str(model_out))
     weights.unlink(missing_ok=True)
     return model

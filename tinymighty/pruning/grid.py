@@ -2,6 +2,7 @@
 
 Imports no TensorFlow: the workflow imports this module to build the DAG.
 """
+
 from ..variant import Variant
 
 FAMILY_UNSTRUCTURED = "prune_unstructured"
@@ -39,8 +40,13 @@ def specs(config):
     unst = cfg.get("unstructured") or {}
     for s in unst.get("sparsities", []):
         for mode in modes:
-            add(f"unst_{sparsity_tag(s)}_{mode}", FAMILY_UNSTRUCTURED, mode, sparsity=float(s),
-                tolerance=float(unst.get("tolerance", 0.01)))
+            add(
+                f"unst_{sparsity_tag(s)}_{mode}",
+                FAMILY_UNSTRUCTURED,
+                mode,
+                sparsity=float(s),
+                tolerance=float(unst.get("tolerance", 0.01)),
+            )
     st = cfg.get("structured") or {}
     if st:
         grid = [(st["norm"], k) for k in st.get("keep", [])]
@@ -48,21 +54,35 @@ def specs(config):
         seen = set()
         for norm, k in grid:
             if not 0 < k < st.get("out_of", 8):
-                raise ValueError(f"pruning.structured: keep {k} must be between 1 and out_of - 1 "
-                                 f"({st.get('out_of', 8) - 1}); keeping every filter prunes nothing")
+                raise ValueError(
+                    f"pruning.structured: keep {k} must be between 1 and out_of - 1 "
+                    f"({st.get('out_of', 8) - 1}); keeping every filter prunes nothing"
+                )
             if (norm, k) in seen:
                 continue
             seen.add((norm, k))
             for mode in modes:
-                add(f"chan_{norm}_k{k}_{mode}", FAMILY_STRUCTURED, mode, norm=norm, keep=int(k),
-                    out_of=int(st.get("out_of", 8)))
+                add(
+                    f"chan_{norm}_k{k}_{mode}",
+                    FAMILY_STRUCTURED,
+                    mode,
+                    norm=norm,
+                    keep=int(k),
+                    out_of=int(st.get("out_of", 8)),
+                )
     if (cfg.get("two_by_four") or {}).get("enabled", False):
         for mode in modes:
             add(f"sp24_{mode}", FAMILY_2BY4, mode, m_by_n=list(M_BY_N))
     pq = cfg.get("pqat") or {}
     for s in pq.get("sparsities", []):
-        add(f"pqat_{sparsity_tag(s)}", FAMILY_PQAT, "ft", sparsity=float(s),
-            tolerance=float(unst.get("tolerance", 0.01)), qat_epochs=int(pq["epochs"]))
+        add(
+            f"pqat_{sparsity_tag(s)}",
+            FAMILY_PQAT,
+            "ft",
+            sparsity=float(s),
+            tolerance=float(unst.get("tolerance", 0.01)),
+            qat_epochs=int(pq["epochs"]),
+        )
     return out
 
 

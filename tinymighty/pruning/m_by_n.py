@@ -1,5 +1,6 @@
 """2:4 (M:N) sparsity: groups of consecutive weights in the TFLite layout, our mask where tfmot's grouping
 does not apply, the pattern checks, and the 2:4 variant."""
+
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,13 @@ def m_by_n_mask(kernel, m_by_n=M_BY_N):
     groups = np.abs(m_by_n_groups(k, n))
     order = np.argsort(-groups, axis=-1, kind="stable")
     keep = np.zeros_like(groups, dtype=bool)
-    np.put_along_axis(keep, order[..., :n - m], True, axis=-1)
+    np.put_along_axis(keep, order[..., : n - m], True, axis=-1)
     rows = keep.reshape(keep.shape[0], -1)
     if k.ndim == 4:
         h, w, cin, cout = k.shape
-        rows = rows[:, :h * w * cin].reshape(cout, h, w, cin)
+        rows = rows[:, : h * w * cin].reshape(cout, h, w, cin)
         return np.transpose(rows, (1, 2, 3, 0)).astype(k.dtype)
-    return rows[:, :k.shape[0]].T.astype(k.dtype)
+    return rows[:, : k.shape[0]].T.astype(k.dtype)
 
 
 def m_by_n_pattern(kernel, m_by_n=M_BY_N):
@@ -61,16 +62,21 @@ def m_by_n_pattern(kernel, m_by_n=M_BY_N):
     m, n = m_by_n
     k = np.asarray(kernel)
     groups = m_by_n_groups(k, n)
-    full = groups[:, :(k.size // k.shape[-1]) // n]  # partial trailing groups are padding, not weights
+    full = groups[:, : (k.size // k.shape[-1]) // n]  # partial trailing groups are padding, not weights
     zeros = (full == 0).sum(axis=-1)
     if k.ndim == 4:
-        axis = "input channels" if k.shape[2] % n == 0 else ("kernel width" if k.shape[1] % n == 0
-                                                               else "flattened h*w*in")
+        axis = (
+            "input channels" if k.shape[2] % n == 0 else ("kernel width" if k.shape[1] % n == 0 else "flattened h*w*in")
+        )
     else:
         axis = "input features"
-    return {"groups": int(zeros.size), "groups_ok": int((zeros >= m).sum()),
-            "fraction_ok": float((zeros >= m).mean()) if zeros.size else 1.0,
-            "sparsity": float(1.0 - np.count_nonzero(k) / k.size), "grouped_along": axis}
+    return {
+        "groups": int(zeros.size),
+        "groups_ok": int((zeros >= m).sum()),
+        "fraction_ok": float((zeros >= m).mean()) if zeros.size else 1.0,
+        "sparsity": float(1.0 - np.count_nonzero(k) / k.size),
+        "grouped_along": axis,
+    }
 
 
 def _tfmot_m_by_n_ok(kernel, n=M_BY_N[1]):
@@ -109,10 +115,17 @@ def prune_2by4(model, train=None, val=None, ft=None, seed=0, workdir=None, log=p
     by_tfmot = [n for n in names if _tfmot_m_by_n_ok(model.get_layer(n).get_weights()[0])]
     own = [n for n in names if n not in by_tfmot]
     methods = {n: "tfmot sparsity_m_by_n (groups along input channels)" for n in by_tfmot}
-    methods.update({n: "own 2:4 mask (groups along " + m_by_n_pattern(
-        model.get_layer(n).get_weights()[0])["grouped_along"] + ")" for n in own})
-    wrapped = _prune_layers(model, by_tfmot, pruning_schedule=sk.ConstantSparsity(0.5, begin_step=0, frequency=1),
-                            sparsity_m_by_n=M_BY_N)
+    methods.update(
+        {
+            n: "own 2:4 mask (groups along "
+            + m_by_n_pattern(model.get_layer(n).get_weights()[0])["grouped_along"]
+            + ")"
+            for n in own
+        }
+    )
+    wrapped = _prune_layers(
+        model, by_tfmot, pruning_schedule=sk.ConstantSparsity(0.5, begin_step=0, frequency=1), sparsity_m_by_n=M_BY_N
+    )
     fixed = []
     for n in own:
         var = wrapped.get_layer(n).kernel
@@ -124,9 +137,20 @@ def prune_2by4(model, train=None, val=None, ft=None, seed=0, workdir=None, log=p
         _apply_masks_now(wrapped)
     else:
         hist = Path(workdir) / f"{tag}_history.csv"
-        fit(wrapped, train, val, ft["epochs"], ft["batch_size"], ft["learning_rate"],
-            Path(workdir) / f"{tag}.weights.h5", hist, seed, tag=tag,
-            callbacks=[sk.UpdatePruningStep(), _fixed_masks_callback(fixed)], log=log)
+        fit(
+            wrapped,
+            train,
+            val,
+            ft["epochs"],
+            ft["batch_size"],
+            ft["learning_rate"],
+            Path(workdir) / f"{tag}.weights.h5",
+            hist,
+            seed,
+            tag=tag,
+            callbacks=[sk.UpdatePruningStep(), _fixed_masks_callback(fixed)],
+            log=log,
+        )
         for var, mask in fixed:  # the best checkpoint was saved after a masked batch; make sure
             var.assign(var.numpy() * mask)
         history = _history_rows(hist)

@@ -1,4 +1,5 @@
 """Prune + QAT: pruning-preserving quantization-aware training of an already pruned model."""
+
 from pathlib import Path
 
 from .wrappers import _history_rows, _tfmot
@@ -16,8 +17,19 @@ def prune_preserving_qat(pruned, train, val, ft, epochs, seed, workdir, log=prin
     with q.quantize_scope():
         qat = q.quantize_apply(annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
     hist = Path(workdir) / f"{tag}_history.csv"
-    fit(qat, train, val, epochs, ft["batch_size"], ft["learning_rate"], Path(workdir) / f"{tag}.weights.h5",
-        hist, seed, tag=tag, log=log)
+    fit(
+        qat,
+        train,
+        val,
+        epochs,
+        ft["batch_size"],
+        ft["learning_rate"],
+        Path(workdir) / f"{tag}.weights.h5",
+        hist,
+        seed,
+        tag=tag,
+        log=log,
+    )
     plain = tf_keras.models.clone_model(pruned)
     for layer in plain.layers:
         if layer.weights:

@@ -1,4 +1,5 @@
 """Measuring sparsity: of each prunable Keras kernel, and of the weights as stored in the TFLite file."""
+
 import numpy as np
 
 PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
@@ -28,14 +29,18 @@ def tflite_weights(content: bytes):
 
 def tflite_sparsity(content: bytes):
     """Sparsity of each weight tensor as stored in the TFLite file (what the device sees)."""
-    return [{"op": f"{i}:{name}", "shape": list(w.shape), "sparsity": 1.0 - np.count_nonzero(w) / w.size}
-            for i, name, w in tflite_weights(content)]
+    return [
+        {"op": f"{i}:{name}", "shape": list(w.shape), "sparsity": 1.0 - np.count_nonzero(w) / w.size}
+        for i, name, w in tflite_weights(content)
+    ]
 
 
 def check_sparsity(achieved: dict, target: float, tolerance: float, what="achieved sparsity"):
     """Fail unless every pruned layer is within `tolerance` (absolute, 0.01 = one point) of the target."""
     bad = {k: v for k, v in achieved.items() if abs(v - target) > tolerance}
     if bad:
-        raise RuntimeError(f"{what} misses the target {target:.2%} by more than {100 * tolerance:.1f} points: "
-                           + ", ".join(f"{k} {v:.2%}" for k, v in bad.items())
-                           + ". With few fine-tuning steps, check the pruning frequency and end step.")
+        raise RuntimeError(
+            f"{what} misses the target {target:.2%} by more than {100 * tolerance:.1f} points: "
+            + ", ".join(f"{k} {v:.2%}" for k, v in bad.items())
+            + ". With few fine-tuning steps, check the pruning frequency and end step."
+        )

@@ -1,5 +1,6 @@
 """Structured (channel) pruning: rank each Conv2D's filters by a norm, keep the top ones, and build the genuinely
 smaller model (the consumers' matching input channels removed)."""
+
 import numpy as np
 
 from .grid import NORMS
@@ -11,7 +12,7 @@ def filter_norms(kernel, norm):
     if norm == "l1":
         return np.abs(flat).sum(axis=0)
     if norm == "l2":
-        return np.sqrt((flat ** 2).sum(axis=0))
+        return np.sqrt((flat**2).sum(axis=0))
     if norm == "linf":
         return np.abs(flat).max(axis=0)
     raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
@@ -27,8 +28,19 @@ def _kept_count(filters, keep, out_of):
     return max(1, min(filters, round(filters * keep / out_of)))
 
 
-_CHANNELWISE = ("Dropout", "ReLU", "Activation", "AveragePooling2D", "MaxPooling2D", "BatchNormalization",
-                "Flatten", "Softmax", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "DepthwiseConv2D")
+_CHANNELWISE = (
+    "Dropout",
+    "ReLU",
+    "Activation",
+    "AveragePooling2D",
+    "MaxPooling2D",
+    "BatchNormalization",
+    "Flatten",
+    "Softmax",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "DepthwiseConv2D",
+)
 
 
 def _chain(model, weights=None):
@@ -117,15 +129,16 @@ def mask_channels(model, kept):
     from ..tfutil import tf_keras
 
     # Slice tensors of flat indices the same way as the weights: they say which original entries survive.
-    index = _sliced_weights(_chain(model, lambda l: [np.arange(w.size).reshape(w.shape) for w in l.get_weights()]),
-                            kept)
+    index = _sliced_weights(
+        _chain(model, lambda l: [np.arange(w.size).reshape(w.shape) for w in l.get_weights()]), kept
+    )
     masked = tf_keras.models.clone_model(model)
-    for layer, orig in zip(masked.layers, model.layers):
+    for layer, orig in zip(masked.layers, model.layers, strict=False):
         ws = orig.get_weights()
         if not ws:
             continue
         out = []
-        for w, idx in zip(ws, index[orig.name]):
+        for w, idx in zip(ws, index[orig.name], strict=False):
             keep = np.zeros(w.size, dtype=bool)
             keep[idx.ravel()] = True
             out.append(np.where(keep.reshape(w.shape), w, 0).astype(w.dtype))

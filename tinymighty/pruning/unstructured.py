@@ -1,4 +1,5 @@
 """Unstructured magnitude pruning with tfmot: one-shot, or gradual during fine-tuning."""
+
 import math
 from pathlib import Path
 
@@ -24,8 +25,9 @@ def prune_unstructured_one_shot(model, sparsity):
     training. Returns the stripped (plain Keras) model."""
     tfmot = _tfmot()
     sk = tfmot.sparsity.keras
-    wrapped = _prune_layers(model, _prunable_names(model),
-                            pruning_schedule=sk.ConstantSparsity(sparsity, begin_step=0, frequency=1))
+    wrapped = _prune_layers(
+        model, _prunable_names(model), pruning_schedule=sk.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+    )
     _apply_masks_now(wrapped)
     return _strip(wrapped)
 
@@ -38,15 +40,34 @@ def prune_unstructured_gradual(model, sparsity, train, val, ft, seed, workdir, l
 
     tfmot = _tfmot()
     sk = tfmot.sparsity.keras
-    end_step, freq, final_epoch = pruning_schedule_steps(len(train[0]), ft["batch_size"], ft["epochs"],
-                                                         ft["prune_fraction"])
-    sched = sk.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                               end_step=end_step, frequency=freq)
+    end_step, freq, final_epoch = pruning_schedule_steps(
+        len(train[0]), ft["batch_size"], ft["epochs"], ft["prune_fraction"]
+    )
+    sched = sk.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step, frequency=freq
+    )
     wrapped = _prune_layers(model, _prunable_names(model), pruning_schedule=sched)
     hist = Path(workdir) / f"{tag}_history.csv"
-    fit(wrapped, train, val, ft["epochs"], ft["batch_size"], ft["learning_rate"],
-        Path(workdir) / f"{tag}.weights.h5", hist, seed, tag=tag, callbacks=[sk.UpdatePruningStep()], log=log,
-        checkpoint_from_epoch=final_epoch)
-    schedule = {"kind": "polynomial_decay", "begin_step": 0, "end_step": end_step, "frequency": freq,
-                "checkpoint_from_epoch": final_epoch}
+    fit(
+        wrapped,
+        train,
+        val,
+        ft["epochs"],
+        ft["batch_size"],
+        ft["learning_rate"],
+        Path(workdir) / f"{tag}.weights.h5",
+        hist,
+        seed,
+        tag=tag,
+        callbacks=[sk.UpdatePruningStep()],
+        log=log,
+        checkpoint_from_epoch=final_epoch,
+    )
+    schedule = {
+        "kind": "polynomial_decay",
+        "begin_step": 0,
+        "end_step": end_step,
+        "frequency": freq,
+        "checkpoint_from_epoch": final_epoch,
+    }
     return _strip(wrapped), schedule, _history_rows(hist)

@@ -1,5 +1,6 @@
 """tfmot's pruning wrappers: wrap the prunable layers, apply their masks now, strip them; and the history a
 fine-tune leaves behind."""
+
 import csv
 from pathlib import Path
 
@@ -7,7 +8,6 @@ from .sparsity import PRUNABLE
 
 
 def _tfmot():
-    from ..tfutil import tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tfmot is imported)
     import tensorflow_model_optimization as tfmot
 
     return tfmot

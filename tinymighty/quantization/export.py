@@ -1,4 +1,5 @@
 """A calibrated fake-quant model as an integer-only TFLite file, and what its weights take."""
+
 import math
 
 from .grid import Spec
@@ -13,9 +14,14 @@ def tensor_types(content: bytes):
     out = []
     for t in model.subgraphs[0].tensors:
         buf = model.buffers[t.buffer].data
-        out.append({"name": t.name.decode() if isinstance(t.name, bytes) else t.name,
-                    "type": _TFLITE_TYPES.get(t.type, str(t.type)), "shape": [int(d) for d in t.shape],
-                    "const_bytes": 0 if buf is None else int(len(buf))})
+        out.append(
+            {
+                "name": t.name.decode() if isinstance(t.name, bytes) else t.name,
+                "type": _TFLITE_TYPES.get(t.type, str(t.type)),
+                "shape": [int(d) for d in t.shape],
+                "const_bytes": 0 if buf is None else int(len(buf)),
+            }
+        )
     return out
 
 

@@ -24,6 +24,7 @@ What TFLite can express (measured with TF 2.21; the variant list decides this be
   scales, which would be a different model.
 * minifloat: TFLite/TFLM have no FP8 tensor type; fake-quant only.
 """
+
 from dataclasses import asdict, dataclass
 
 from ..variant import Variant, name_regex
@@ -35,8 +36,7 @@ DEFAULTS = {
     "qat_int8": True,
     "sweep": {"bits": [2, 3, 4, 5, 6, 7, 8], "methods": ["ptq", "qat"]},
     "mixed": [],
-    "minifloat": [{"exponent": 4, "mantissa": 3, "special": "fn"},
-                  {"exponent": 5, "mantissa": 2, "special": "ieee"}],
+    "minifloat": [{"exponent": 4, "mantissa": 3, "special": "fn"}, {"exponent": 5, "mantissa": 2, "special": "ieee"}],
     "cliff_points": 1.0,
 }
 FAMILIES = ("qat", "ptq_nbit", "qat_nbit", "minifloat")
@@ -46,14 +46,15 @@ QAT_INT8 = "qat_int8"
 @dataclass(frozen=True)
 class Spec:
     """One quantized variant, independent of the architecture."""
+
     name: str
-    method: str                      # ptq | qat | minifloat
-    scheme: str                      # default_8bit | n_bit | minifloat
+    method: str  # ptq | qat | minifloat
+    scheme: str  # default_8bit | n_bit | minifloat
     weight_bits: int | None = None
     activation_bits: int | None = None
     exponent: int | None = None
     mantissa: int | None = None
-    special: str | None = None       # minifloat: ieee (top exponent code = inf/NaN) | fn (only all-ones = NaN)
+    special: str | None = None  # minifloat: ieee (top exponent code = inf/NaN) | fn (only all-ones = NaN)
 
     @property
     def family(self):
@@ -83,15 +84,21 @@ class Spec:
     @property
     def deployable_reason(self):
         if self.scheme == "minifloat":
-            return (f"TFLite and TFLM have no 8-bit floating-point tensor type (nor E{self.exponent}M{self.mantissa}): "
-                    f"the converter cannot express it, so only the fake-quant accuracy is measured")
+            return (
+                f"TFLite and TFLM have no 8-bit floating-point tensor type (nor E{self.exponent}M{self.mantissa}): "
+                f"the converter cannot express it, so only the fake-quant accuracy is measured"
+            )
         if self.activation_bits is not None and self.activation_bits < 8:
             if self.activation_bits <= 4:
-                return (f"{self.activation_bits}-bit activations: the TFLite converter rejects sub-byte activations "
-                        f"(kernels take QI8/QUI8/QI16 only), so only the fake-quant accuracy is measured")
-            return (f"{self.activation_bits}-bit activations: TFLite kernels compute on 8-bit activations and the "
-                    f"converter silently widens {self.activation_bits}-bit ranges to 8-bit scales, which would be a "
-                    f"different model; only the fake-quant accuracy is measured")
+                return (
+                    f"{self.activation_bits}-bit activations: the TFLite converter rejects sub-byte activations "
+                    f"(kernels take QI8/QUI8/QI16 only), so only the fake-quant accuracy is measured"
+                )
+            return (
+                f"{self.activation_bits}-bit activations: TFLite kernels compute on 8-bit activations and the "
+                f"converter silently widens {self.activation_bits}-bit ranges to 8-bit scales, which would be a "
+                f"different model; only the fake-quant accuracy is measured"
+            )
         return None
 
 
@@ -123,8 +130,9 @@ def specs(config):
             out.append(Spec(f"{method}_w{w}a{a}", method, "n_bit", w, a))
     for mf in q["minifloat"]:
         e, m = mf["exponent"], mf["mantissa"]
-        out.append(Spec(f"mf_e{e}m{m}", "minifloat", "minifloat", exponent=e, mantissa=m,
-                        special=mf.get("special", "ieee")))
+        out.append(
+            Spec(f"mf_e{e}m{m}", "minifloat", "minifloat", exponent=e, mantissa=m, special=mf.get("special", "ieee"))
+        )
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -157,6 +165,7 @@ def job_params(config, name):
 
 def rule_regex(config, kind):
     """Wildcard constraint for one rule kind: {ptq,qat}_{export,fakequant} or minifloat."""
+
     def want(s):
         if kind == "minifloat":
             return s.scheme == "minifloat"

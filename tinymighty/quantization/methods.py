@@ -10,6 +10,7 @@ seeded random subset) -- the same statistics the TFLite converter's post-trainin
 weights are never touched (checked: ``weights_unchanged`` in the results). QAT then fine-tunes
 with ``tinymighty.model.train.fit`` (best epoch by validation accuracy); its EMAs continue from the calibrated ranges.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,15 @@ def quantize(float_model, s: Spec):
         return qk.quantize_model(float_model)
     if s.scheme == "n_bit":
         from tensorflow_model_optimization.quantization.keras.experimental.default_n_bit import (
-            DefaultNBitQuantizeScheme)
+            DefaultNBitQuantizeScheme,
+        )
 
         scheme = DefaultNBitQuantizeScheme(num_bits_weight=s.weight_bits, num_bits_activation=s.activation_bits)
         with qk.quantize_scope():
             return qk.quantize_apply(qk.quantize_annotate_model(float_model), scheme)
     quantizer, config_cls, scheme_cls = _minifloat_classes()
     with qk.quantize_scope({"MinifloatQuantizer": quantizer, "MinifloatQuantizeConfig": config_cls}):
-        return qk.quantize_apply(qk.quantize_annotate_model(float_model),
-                                 scheme_cls(s.exponent, s.mantissa, s.special))
+        return qk.quantize_apply(qk.quantize_annotate_model(float_model), scheme_cls(s.exponent, s.mantissa, s.special))
 
 
 def _wrappers(qmodel):
@@ -57,8 +58,9 @@ def fake_quant_weights(qmodel):
     out = {}
     for w in _wrappers(qmodel):
         for weight, quantizer, qvars in w._weight_vars:
-            out[f"{w.layer.name}/{weight.name.split('/')[-1].split(':')[0]}"] = \
-                np.asarray(quantizer(weight, False, weights=qvars))
+            out[f"{w.layer.name}/{weight.name.split('/')[-1].split(':')[0]}"] = np.asarray(
+                quantizer(weight, False, weights=qvars)
+            )
     return out
 
 
@@ -82,8 +84,9 @@ def _activation_range_vars(qmodel):
         if not isinstance(layer, qk.QuantizeWrapper):
             continue
         weight_vars = {id(v) for _, _, qv in layer._weight_vars for v in qv.values()}
-        by_name = {x.name.split("/")[-1].split(":")[0]: x for x in layer.non_trainable_weights
-                   if id(x) not in weight_vars}
+        by_name = {
+            x.name.split("/")[-1].split(":")[0]: x for x in layer.non_trainable_weights if id(x) not in weight_vars
+        }
         for prefix in ("post_activation", "output"):
             if f"{prefix}_min" in by_name:
                 out.append((by_name[f"{prefix}_min"], by_name[f"{prefix}_max"], layer.layer.name))
@@ -105,9 +108,9 @@ def calibrate(qmodel, float_model, x_calib, batch_size=256):
     hi = {n: -np.inf for n in names}
     lo[None], hi[None] = float(x_calib.min()), float(x_calib.max())
     for i in range(0, len(x_calib), batch_size):
-        outs = probe(x_calib[i:i + batch_size], training=False)
+        outs = probe(x_calib[i : i + batch_size], training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        for n, o in zip(names, outs):
+        for n, o in zip(names, outs, strict=False):
             o = np.asarray(o)
             lo[n], hi[n] = min(lo[n], float(o.min())), max(hi[n], float(o.max()))
     ranges = {}
@@ -121,7 +124,7 @@ def calibrate(qmodel, float_model, x_calib, batch_size=256):
 
 
 def calibration_subset(x, n, seed):
-    idx = np.random.default_rng(seed).permutation(len(x))[:min(n, len(x))]
+    idx = np.random.default_rng(seed).permutation(len(x))[: min(n, len(x))]
     return x[np.sort(idx)]
 
 
@@ -139,8 +142,19 @@ def _fine_tune(qmodel, train, val, ft, seed, history_csv, tag, log):
 
     ckpt = Path(str(history_csv) + ".weights.h5")
     try:
-        fit(qmodel, train, val, ft["epochs"], ft["batch_size"], ft["learning_rate"], ckpt, history_csv, seed,
-            tag=tag, log=log)
+        fit(
+            qmodel,
+            train,
+            val,
+            ft["epochs"],
+            ft["batch_size"],
+            ft["learning_rate"],
+            ckpt,
+            history_csv,
+            seed,
+            tag=tag,
+            log=log,
+        )
     finally:
         ckpt.unlink(missing_ok=True)
     # The weight ranges in the checkpoint were taken one step before those weights; bring them up to date.

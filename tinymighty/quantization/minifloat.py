@@ -1,5 +1,6 @@
 """Minifloat formats (E{exponent}M{mantissa}): the rounding rule, and the tfmot Quantizer / QuantizeConfig /
 QuantizeScheme that apply it to weights and activations. TFLite/TFLM have no FP8 tensor type: fake-quant only."""
+
 import functools
 
 
@@ -8,10 +9,10 @@ def minifloat_max(exponent, mantissa, special="ieee"):
     exponent code holds numbers and only its all-ones mantissa is NaN (E4M3: 448)."""
     bias = 2 ** (exponent - 1) - 1
     if special == "ieee":
-        return 2.0 ** ((2 ** exponent - 2) - bias) * (2.0 - 2.0 ** -mantissa)
+        return 2.0 ** ((2**exponent - 2) - bias) * (2.0 - 2.0**-mantissa)
     if mantissa < 1:
         raise ValueError("special=fn needs at least one mantissa bit")
-    return 2.0 ** ((2 ** exponent - 1) - bias) * (2.0 - 2.0 ** (1 - mantissa))
+    return 2.0 ** ((2**exponent - 1) - bias) * (2.0 - 2.0 ** (1 - mantissa))
 
 
 def fake_minifloat(x, exponent, mantissa, special="ieee"):
@@ -32,7 +33,7 @@ def fake_minifloat(x, exponent, mantissa, special="ieee"):
 
     def round_to_format(x):
         a = tf.minimum(tf.abs(x), tf.constant(maxval, tf.float32))
-        e = tf.bitwise.right_shift(tf.bitcast(a, tf.int32), 23) - 127      # a >= 0: sign bit is 0
+        e = tf.bitwise.right_shift(tf.bitcast(a, tf.int32), 23) - 127  # a >= 0: sign bit is 0
         e = tf.maximum(e, emin)
         step = tf.pow(tf.constant(2.0, tf.float64), tf.cast(e - mantissa, tf.float64))
         q = tf.round(tf.cast(a, tf.float64) / step) * step
@@ -57,7 +58,7 @@ def _minifloat_classes():
             self.exponent, self.mantissa, self.special = int(exponent), int(mantissa), special
 
         def build(self, tensor_shape, name, layer):
-            return {}   # nothing to calibrate: the format fixes the grid
+            return {}  # nothing to calibrate: the format fixes the grid
 
         def __call__(self, inputs, training, weights, **kwargs):
             return fake_minifloat(inputs, self.exponent, self.mantissa, self.special)
@@ -90,19 +91,23 @@ def _minifloat_classes():
             return [(getattr(layer, a), self._q()) for a in self.activation_attrs]
 
         def set_quantize_weights(self, layer, quantize_weights):
-            for a, w in zip(self.weight_attrs, quantize_weights):
+            for a, w in zip(self.weight_attrs, quantize_weights, strict=False):
                 setattr(layer, a, w)
 
         def set_quantize_activations(self, layer, quantize_activations):
-            for a, act in zip(self.activation_attrs, quantize_activations):
+            for a, act in zip(self.activation_attrs, quantize_activations, strict=False):
                 setattr(layer, a, act)
 
         def get_output_quantizers(self, layer):
             return [self._q()] if self.quantize_output else []
 
         def get_config(self):
-            return {"weight_attrs": self.weight_attrs, "activation_attrs": self.activation_attrs,
-                    "quantize_output": self.quantize_output, **self.fmt}
+            return {
+                "weight_attrs": self.weight_attrs,
+                "activation_attrs": self.activation_attrs,
+                "quantize_output": self.quantize_output,
+                **self.fmt,
+            }
 
     L = tf_keras.layers
 

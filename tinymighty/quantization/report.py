@@ -1,5 +1,6 @@
 """The report's quantization section: accuracy against bit-width, where each curve falls off, the issue's
 expectations checked against what was measured (context for report/templates/quantization.html.j2)."""
+
 import math
 
 from ..variant import model_ids
@@ -7,8 +8,11 @@ from .grid import FAMILIES, settings
 
 
 def _curve(rows, family):
-    pts = sorted((r["host"]["bits"], r) for r in rows if r["family"] == family and
-                 r["host"].get("weight_bits") == r["host"].get("activation_bits"))
+    pts = sorted(
+        (r["host"]["bits"], r)
+        for r in rows
+        if r["family"] == family and r["host"].get("weight_bits") == r["host"].get("activation_bits")
+    )
     return [r for _, r in pts]
 
 
@@ -23,8 +27,10 @@ def cliff_sentence(name, points, float_acc, threshold_points):
     lo, hi = pts[-1][0], pts[0][0]
     unit = "point" if threshold_points == 1 else "points"
     if not below:
-        return (f"{name} stays within {threshold_points:g} {unit} of float at every bit-width tested "
-                f"({hi} down to {lo} bits).")
+        return (
+            f"{name} stays within {threshold_points:g} {unit} of float at every bit-width tested "
+            f"({hi} down to {lo} bits)."
+        )
     cliff = max(below)
     acc = dict(pts)[cliff]
     text = f"{name} falls more than {threshold_points:g} {unit} below float at {cliff} bits"
@@ -37,8 +43,10 @@ def cliff_sentence(name, points, float_acc, threshold_points):
         text += f"; it is already below at the widest width tested ({hi} bits)"
     back = sorted(b for b in within if b < cliff)
     if back:
-        text += (f". Not monotone: {', '.join(map(str, back))} bits are back within {threshold_points:g} {unit}, "
-                 f"so single points are noisy")
+        text += (
+            f". Not monotone: {', '.join(map(str, back))} bits are back within {threshold_points:g} {unit}, "
+            f"so single points are noisy"
+        )
     return text + "."
 
 
@@ -51,8 +59,14 @@ def report_context(rows, config, figs):
     if not mine:
         return {}
     thr = float(q["cliff_points"])
-    out = {"quant_rows": [], "quant_figs": {}, "quant_cliffs": {}, "quant_checks": {},
-           "quant_threshold": thr, "quant_settings": q}
+    out = {
+        "quant_rows": [],
+        "quant_figs": {},
+        "quant_cliffs": {},
+        "quant_checks": {},
+        "quant_threshold": thr,
+        "quant_settings": q,
+    }
 
     for arch in model_ids(config):
         arows = [r for r in rows if r["arch"] == arch]
@@ -63,19 +77,34 @@ def report_context(rows, config, figs):
         qrows = [r for r in arows if r["family"] in FAMILIES or r["variant"] in ("float", "ptq_int8")]
         for r in sorted(qrows, key=_row_order):
             h = r["host"]
-            out["quant_rows"].append({
-                "label": r["label"], "variant": r["variant"], "family": r["family"],
-                "bits": h.get("bits", 32 if r["variant"] == "float" else 8),
-                "weight_bits": h.get("weight_bits"), "activation_bits": h.get("activation_bits"),
-                "format": _format(r), "accuracy": r["accuracy"], "delta": r["accuracy"] - fa,
-                "agreement": r["agreement"], "tflite_bytes": r["tflite_bytes"],
-                "packed_weight_bytes": h.get("packed_weight_bytes"), "storage": h.get("weight_storage"),
-                "deployable": r.get("deployable"), "reason": h.get("deployable_reason"),
-                "tflm": (r.get("tflm") or {}).get("bitexact"),
-                "fake_quant_accuracy": h.get("fake_quant_accuracy"), "n": h.get("n")})
+            out["quant_rows"].append(
+                {
+                    "label": r["label"],
+                    "variant": r["variant"],
+                    "family": r["family"],
+                    "bits": h.get("bits", 32 if r["variant"] == "float" else 8),
+                    "weight_bits": h.get("weight_bits"),
+                    "activation_bits": h.get("activation_bits"),
+                    "format": _format(r),
+                    "accuracy": r["accuracy"],
+                    "delta": r["accuracy"] - fa,
+                    "agreement": r["agreement"],
+                    "tflite_bytes": r["tflite_bytes"],
+                    "packed_weight_bytes": h.get("packed_weight_bytes"),
+                    "storage": h.get("weight_storage"),
+                    "deployable": r.get("deployable"),
+                    "reason": h.get("deployable_reason"),
+                    "tflm": (r.get("tflm") or {}).get("bitexact"),
+                    "fake_quant_accuracy": h.get("fake_quant_accuracy"),
+                    "n": h.get("n"),
+                }
+            )
         ptq, qat = _curve(arows, "ptq_nbit"), _curve(arows, "qat_nbit")
-        cl = [cliff_sentence(name, [(r["host"]["bits"], r["accuracy"]) for r in curve], fa, thr)
-              for name, curve in (("PTQ", ptq), ("QAT", qat)) if curve]
+        cl = [
+            cliff_sentence(name, [(r["host"]["bits"], r["accuracy"]) for r in curve], fa, thr)
+            for name, curve in (("PTQ", ptq), ("QAT", qat))
+            if curve
+        ]
         out["quant_cliffs"][arch] = [c for c in cl if c]
         out["quant_checks"][arch] = _expectations(arows, fa, base["host"].get("n"))
         out["quant_figs"][arch] = bits_figure(figs, arch, arows, fa, thr)
@@ -109,26 +138,44 @@ def _expectations(arows, fa, n):
     se = 100 * math.sqrt(max(fa * (1 - fa), 1e-12) / n) if n else None
     if "qat_int8" in by:
         d = 100 * (by["qat_int8"]["accuracy"] - fa)
-        out.append({"claim": "QAT int8 within 0.5 points of float", "holds": d >= -0.5,
-                    "measured": f"QAT int8 {100 * by['qat_int8']['accuracy']:.2f}% vs float {100 * fa:.2f}% "
-                                f"({d:+.2f} points" + ("; above float: the fine-tuning epochs also train the "
-                                                       "model further)" if d > 0.5 else ")")})
+        out.append(
+            {
+                "claim": "QAT int8 within 0.5 points of float",
+                "holds": d >= -0.5,
+                "measured": f"QAT int8 {100 * by['qat_int8']['accuracy']:.2f}% vs float {100 * fa:.2f}% "
+                f"({d:+.2f} points"
+                + ("; above float: the fine-tuning epochs also train the model further)" if d > 0.5 else ")"),
+            }
+        )
     if "qat_b4" in by and "ptq_b4" in by:
         d = 100 * (by["qat_b4"]["accuracy"] - by["ptq_b4"]["accuracy"])
         clear = se is not None and d > 2 * se
-        out.append({"claim": "QAT at 4 bits clearly above PTQ at 4 bits", "holds": clear,
-                    "measured": f"QAT 4-bit {100 * by['qat_b4']['accuracy']:.2f}% vs PTQ 4-bit "
-                                f"{100 * by['ptq_b4']['accuracy']:.2f}% ({d:+.2f} points"
-                                + (f"; 'clearly' taken as more than 2 standard errors = {2 * se:.1f} points "
-                                   f"on {n} test clips)" if se is not None else ")")})
+        out.append(
+            {
+                "claim": "QAT at 4 bits clearly above PTQ at 4 bits",
+                "holds": clear,
+                "measured": f"QAT 4-bit {100 * by['qat_b4']['accuracy']:.2f}% vs PTQ 4-bit "
+                f"{100 * by['ptq_b4']['accuracy']:.2f}% ({d:+.2f} points"
+                + (
+                    f"; 'clearly' taken as more than 2 standard errors = {2 * se:.1f} points on {n} test clips)"
+                    if se is not None
+                    else ")"
+                ),
+            }
+        )
     return out
 
 
 def bits_figure(figs, arch, arows, float_acc, thr):
     plt = figs.plt
     mf = sorted((r for r in arows if r["family"] == "minifloat"), key=lambda r: r["variant"])
-    fig, axes = plt.subplots(1, 2 if mf else 1, figsize=(10 if mf else 6.5, 3.8), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.2, 1]} if mf else None)
+    fig, axes = plt.subplots(
+        1,
+        2 if mf else 1,
+        figsize=(10 if mf else 6.5, 3.8),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2.2, 1]} if mf else None,
+    )
     ax = axes[0, 0]
     for family, label, marker in (("ptq_nbit", "PTQ (W=A=N bits)", "o"), ("qat_nbit", "QAT (W=A=N bits)", "s")):
         c = _curve(arows, family)
@@ -139,23 +186,45 @@ def bits_figure(figs, arch, arows, float_acc, thr):
     for r in arows:
         h = r["host"]
         if r["variant"] == "qat_int8":
-            ax.scatter([8.1], [100 * r["accuracy"]], marker="*", s=90, color="C3", zorder=5,
-                       label="QAT int8 (tfmot default, TFLite)")
+            ax.scatter(
+                [8.1],
+                [100 * r["accuracy"]],
+                marker="*",
+                s=90,
+                color="C3",
+                zorder=5,
+                label="QAT int8 (tfmot default, TFLite)",
+            )
         elif r["variant"] == "ptq_int8":
-            ax.scatter([7.9], [100 * r["accuracy"]], marker="x", s=50, color="C4", zorder=5,
-                       label="PTQ int8 (TFLite converter)")
+            ax.scatter(
+                [7.9],
+                [100 * r["accuracy"]],
+                marker="x",
+                s=50,
+                color="C4",
+                zorder=5,
+                label="PTQ int8 (TFLite converter)",
+            )
         elif r["family"] in ("ptq_nbit", "qat_nbit") and h.get("weight_bits") != h.get("activation_bits"):
             ptq = r["family"] == "ptq_nbit"
-            ax.scatter([h["weight_bits"] + (-0.12 if ptq else 0.12)], [100 * r["accuracy"]], marker="^" if ptq else "v",
-                       s=45, zorder=5, label=f"{r['family'][:3].upper()} W{h['weight_bits']}A{h['activation_bits']}")
-    ax.set(xlabel="bits (weights and activations)", ylabel="test accuracy (%)",
-           title=f"{arch}: accuracy vs bit-width")
+            ax.scatter(
+                [h["weight_bits"] + (-0.12 if ptq else 0.12)],
+                [100 * r["accuracy"]],
+                marker="^" if ptq else "v",
+                s=45,
+                zorder=5,
+                label=f"{r['family'][:3].upper()} W{h['weight_bits']}A{h['activation_bits']}",
+            )
+    ax.set(xlabel="bits (weights and activations)", ylabel="test accuracy (%)", title=f"{arch}: accuracy vs bit-width")
     ax.legend(fontsize=7, loc="best")
     if mf:
         bx = axes[0, 1]
         names = [f"E{r['host']['exponent']}M{r['host']['mantissa']}" for r in mf]
         bx.bar(names, [100 * r["accuracy"] for r in mf], color="C2")
         bx.axhline(100 * float_acc, color="k", ls="--", lw=1)
-        bx.set(title="minifloat (8-bit formats)" if all(r["host"]["bits"] == 8 for r in mf) else "minifloat",
-               ylabel="test accuracy (%)", ylim=ax.get_ylim())
+        bx.set(
+            title="minifloat (8-bit formats)" if all(r["host"]["bits"] == 8 for r in mf) else "minifloat",
+            ylabel="test accuracy (%)",
+            ylim=ax.get_ylim(),
+        )
     return figs.save(fig, f"quant_bits_{arch}")

@@ -1,4 +1,5 @@
 """The report's own figures: preprocessing of one clip, training curves, confusion matrices."""
+
 import csv
 from pathlib import Path
 
@@ -25,8 +26,11 @@ def preprocessing_figure(figs, wav_path, feat_cfg, model_features, name="preproc
     stft = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=512, hop_length=hop)), ref=np.max)
     ax[1, 0].imshow(stft, origin="lower", aspect="auto", extent=[0, len(y) / sr, 0, sr / 2])
     ax[1, 0].set(title="Spectrogram (dB)", xlabel="time (s)", ylabel="frequency (Hz)")
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop,
-                                                             n_mels=feat_cfg["channels"], center=False))
+    mel = librosa.power_to_db(
+        librosa.feature.melspectrogram(
+            y=y, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=feat_cfg["channels"], center=False
+        )
+    )
     ax[1, 1].imshow(mel, origin="lower", aspect="auto")
     ax[1, 1].set(title=f"Mel spectrogram ({feat_cfg['channels']} bands, dB)", xlabel="frame", ylabel="mel band")
     mfcc = librosa.feature.mfcc(S=mel, n_mfcc=13)
@@ -60,8 +64,15 @@ def confusion_figure(figs, name, cm, labels):
     ax.imshow(cm, cmap="Blues")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="true", title=name)

@@ -1,4 +1,5 @@
 """The report page: Jinja2 HTML, the same page as PDF, the CSV summary, and build_report which makes all three."""
+
 import csv
 from pathlib import Path
 
@@ -13,8 +14,13 @@ CSS = REPO / "report" / "style.css"
 def render(ctx, out_html, out_pdf):
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["pct"] = lambda v, d=1: "n/a" if v is None else f"{100 * v:.{d}f}%"
     env.filters["ms"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     env.filters["num"] = lambda v: "n/a" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:,.3g}")
@@ -27,8 +33,22 @@ def render(ctx, out_html, out_pdf):
 
 
 def write_summary_csv(rows, path):
-    keys = ["arch", "variant", "accuracy", "agreement", "params", "nonzero_params", "macs", "flops",
-            "tflite_bytes", "gzip_bytes", "host_ms", "instructions", "flash", "ram"]
+    keys = [
+        "arch",
+        "variant",
+        "accuracy",
+        "agreement",
+        "params",
+        "nonzero_params",
+        "macs",
+        "flops",
+        "tflite_bytes",
+        "gzip_bytes",
+        "host_ms",
+        "instructions",
+        "flash",
+        "ram",
+    ]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, keys, extrasaction="ignore")
         w.writeheader()

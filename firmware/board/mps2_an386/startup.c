@@ -21,8 +21,7 @@ void Fault_Handler(void);
 static void Default_Handler(void) { Fault_Handler(); }
 
 /* Only the vectors the firmware can raise are populated; the rest fault loudly. */
-__attribute__((section(".isr_vector"), used))
-static void (*const vector_table[16 + MPS2_NUM_IRQS])(void) = {
+__attribute__((section(".isr_vector"), used)) static void (*const vector_table[16 + MPS2_NUM_IRQS])(void) = {
     [0] = (void (*)(void))__stack_top,
     [1] = Reset_Handler,
     [2] = Default_Handler,  /* NMI */
