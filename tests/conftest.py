@@ -12,6 +12,13 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_collection_modifyitems(items):
+    """Everything that runs the whole workflow is `slow`: `pytest -m "not slow"` is the fast loop."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI a skip is a failure: a missing tool (QEMU, arm-none-eabi-gcc, espeak-ng, SLURM, tflite-micro)

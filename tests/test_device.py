@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import zlib
 from pathlib import Path
 
@@ -217,8 +216,9 @@ def test_persistent_damage_fails_with_raw_transcript(builds, tmp_path):
 def test_late_reply_is_not_taken_for_the_next_one(builds, tmp_path):
     with connect(QemuBackend(builds["elf"], timeout=30), tmp_path / "log", retries=0) as client:
         with pytest.raises(DeviceError, match="CAL failed after 1 attempts"):
-            client.request("CAL 150000000", timeout=0.2)  # about 0.5 s of emulation
-        assert client.calibrate(1)["n"] == 1  # its reply comes after the late one for CAL 150000000
+            # About 1 s of emulation against a 0.05 s wait: late however fast or loaded the machine is.
+            client.request("CAL 300000000", timeout=0.05)
+        assert client.calibrate(1)["n"] == 1  # its reply comes after the late one for CAL 300000000
         client.exit(0)
     assert "ignored unexpected line 'OK CAL req=" in (tmp_path / "log").read_text()
 
@@ -249,14 +249,15 @@ def test_oversized_model_fails_at_link_time(tmp_path, knob, message):
 
 
 def test_qemu_is_killed_on_timeout(builds, tmp_path):
+    # No wall-clock bound (it would depend on the machine's load): the backend's own timeout must be what
+    # ended the run, before the device could answer.
     backend = QemuBackend(builds["elf"], timeout=1.5)
-    start = time.monotonic()
     with pytest.raises(DeviceError, match="QEMU killed after the 1.5 s timeout"):
         with connect(backend, tmp_path / "log") as client:
             client.calibrate(2_000_000_000)  # about 10 s of emulation
-    assert time.monotonic() - start < 6
     assert backend.proc.poll() is not None
-    assert "FAILED" in (tmp_path / "log").read_text()
+    log = (tmp_path / "log").read_text()
+    assert "FAILED" in log and "OK CAL" not in log
 
 
 def test_cpu_fault_is_reported(tmp_path):

@@ -1,13 +1,11 @@
 """2:4 (M:N) sparsity: groups of consecutive weights in the TFLite layout, our mask where tfmot's grouping
 does not apply, the pattern checks, and the 2:4 variant."""
 
-from pathlib import Path
-
 import numpy as np
 
 from .grid import M_BY_N
 from .sparsity import tflite_weights
-from .wrappers import _apply_masks_now, _history_rows, _prunable_names, _prune_layers, _strip, _tfmot
+from .wrappers import _apply_masks_now, _prunable_names, _prune_layers, _strip, _tfmot, fine_tune
 
 
 def m_by_n_groups(kernel, n=M_BY_N[1]):
@@ -107,7 +105,6 @@ def prune_2by4(model, train=None, val=None, ft=None, seed=0, workdir=None, log=p
     through tfmot's `sparsity_m_by_n`; the others (TinyConv's one-input-channel conv) get our mask along
     the TFLite layout's next axis (kernel width). One-shot when `ft` is None, else fine-tuned with the masks
     held fixed. Returns (stripped model, {layer: method}, history rows)."""
-    from ..model.train import fit
 
     tfmot = _tfmot()
     sk = tfmot.sparsity.keras
@@ -136,22 +133,17 @@ def prune_2by4(model, train=None, val=None, ft=None, seed=0, workdir=None, log=p
     if ft is None:
         _apply_masks_now(wrapped)
     else:
-        hist = Path(workdir) / f"{tag}_history.csv"
-        fit(
+        history = fine_tune(
             wrapped,
             train,
             val,
-            ft["epochs"],
-            ft["batch_size"],
-            ft["learning_rate"],
-            Path(workdir) / f"{tag}.weights.h5",
-            hist,
+            ft,
             seed,
-            tag=tag,
+            workdir,
+            tag,
+            log,
             callbacks=[sk.UpdatePruningStep(), _fixed_masks_callback(fixed)],
-            log=log,
         )
         for var, mask in fixed:  # the best checkpoint was saved after a masked batch; make sure
             var.assign(var.numpy() * mask)
-        history = _history_rows(hist)
     return _strip(wrapped), methods, history

@@ -1,14 +1,11 @@
 """Prune + QAT: pruning-preserving quantization-aware training of an already pruned model."""
 
-from pathlib import Path
-
-from .wrappers import _history_rows, _tfmot
+from .wrappers import _tfmot, fine_tune
 
 
 def prune_preserving_qat(pruned, train, val, ft, epochs, seed, workdir, log=print, tag="pqat"):
     """Pruning-preserving QAT of an already pruned (stripped) model. Returns (QAT model, plain float model
     with the QAT-trained weights, history rows)."""
-    from ..model.train import fit
     from ..tfutil import tf_keras
 
     tfmot = _tfmot()
@@ -16,20 +13,7 @@ def prune_preserving_qat(pruned, train, val, ft, epochs, seed, workdir, log=prin
     annotated = q.quantize_annotate_model(pruned)
     with q.quantize_scope():
         qat = q.quantize_apply(annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
-    hist = Path(workdir) / f"{tag}_history.csv"
-    fit(
-        qat,
-        train,
-        val,
-        epochs,
-        ft["batch_size"],
-        ft["learning_rate"],
-        Path(workdir) / f"{tag}.weights.h5",
-        hist,
-        seed,
-        tag=tag,
-        log=log,
-    )
+    history = fine_tune(qat, train, val, ft, seed, workdir, tag, log, epochs=epochs)
     plain = tf_keras.models.clone_model(pruned)
     for layer in plain.layers:
         if layer.weights:
@@ -37,4 +21,4 @@ def prune_preserving_qat(pruned, train, val, ft, epochs, seed, workdir, log=prin
             wrapper = qat.get_layer("quant_" + layer.name)
             byname = {v.name.split("/")[-1]: v for v in wrapper.weights if v.name.startswith(layer.name + "/")}
             layer.set_weights([byname[v.name.split("/")[-1]].numpy() for v in layer.weights])
-    return qat, plain, _history_rows(hist)
+    return qat, plain, history

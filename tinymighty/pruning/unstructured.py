@@ -1,9 +1,8 @@
 """Unstructured magnitude pruning with tfmot: one-shot, or gradual during fine-tuning."""
 
 import math
-from pathlib import Path
 
-from .wrappers import _apply_masks_now, _history_rows, _prunable_names, _prune_layers, _strip, _tfmot
+from .wrappers import _apply_masks_now, _prunable_names, _prune_layers, _strip, _tfmot, fine_tune
 
 
 def pruning_schedule_steps(n_train, batch_size, epochs, prune_fraction, max_frequency=100, updates=10):
@@ -36,7 +35,6 @@ def prune_unstructured_gradual(model, sparsity, train, val, ft, seed, workdir, l
     """Gradual magnitude pruning during fine-tuning (polynomial schedule from 0 to `sparsity` over the
     first `prune_fraction` of the steps), keeping the best-by-validation epoch among those at the final
     sparsity. Returns (stripped model, schedule dict, history rows)."""
-    from ..model.train import fit
 
     tfmot = _tfmot()
     sk = tfmot.sparsity.keras
@@ -47,20 +45,16 @@ def prune_unstructured_gradual(model, sparsity, train, val, ft, seed, workdir, l
         initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step, frequency=freq
     )
     wrapped = _prune_layers(model, _prunable_names(model), pruning_schedule=sched)
-    hist = Path(workdir) / f"{tag}_history.csv"
-    fit(
+    history = fine_tune(
         wrapped,
         train,
         val,
-        ft["epochs"],
-        ft["batch_size"],
-        ft["learning_rate"],
-        Path(workdir) / f"{tag}.weights.h5",
-        hist,
+        ft,
         seed,
-        tag=tag,
+        workdir,
+        tag,
+        log,
         callbacks=[sk.UpdatePruningStep()],
-        log=log,
         checkpoint_from_epoch=final_epoch,
     )
     schedule = {
@@ -70,4 +64,4 @@ def prune_unstructured_gradual(model, sparsity, train, val, ft, seed, workdir, l
         "frequency": freq,
         "checkpoint_from_epoch": final_epoch,
     }
-    return _strip(wrapped), schedule, _history_rows(hist)
+    return _strip(wrapped), schedule, history

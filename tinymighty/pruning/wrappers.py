@@ -54,3 +54,28 @@ def _history_rows(path):
     if not Path(path).exists():
         return []
     return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(path))]
+
+
+def fine_tune(model, train, val, ft, seed, workdir, tag, log, epochs=None, **fit_kwargs):
+    """Fine-tunes a pruning variant in `workdir` (best epoch by validation accuracy, as every study does);
+    returns the per-epoch history rows."""
+    from ..model.train import fit
+
+    hist = Path(workdir) / f"{tag}_history.csv"
+    checkpoint = Path(workdir) / f"{tag}.weights.h5"
+    epochs = ft["epochs"] if epochs is None else epochs
+    fit(
+        model,
+        train,
+        val,
+        epochs,
+        ft["batch_size"],
+        ft["learning_rate"],
+        checkpoint,
+        hist,
+        seed,
+        tag=tag,
+        log=log,
+        **fit_kwargs,
+    )
+    return _history_rows(hist)
