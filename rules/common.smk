@@ -6,10 +6,13 @@
 # 1 GB, feature extraction near 2 GB. Rules are single-threaded (TF runs with 1 intra/inter-op thread for
 # determinism), so threads stay at 1, except dataset synthesis, which runs espeak-ng processes in parallel.
 from tinymighty import variant as V, studies
+from tinymighty.data import manifest, micro_frontend
 from tinymighty.pruning import grid as P
 from tinymighty.quantization import grid as Q
 
 SPLITS = ["training", "validation", "testing"]
+# The micro features are computed by the firmware's C frontend: a change to that C recomputes them.
+FRONTEND_CODE = micro_frontend.source_hash() if config["features"]["kind"] == "micro" else ""
 RESULTS = "results"
 GRID = studies.grid(config)
 TFLITE_VARIANTS = V.name_regex([v for v in GRID if v.tflite])
@@ -18,6 +21,9 @@ PRUNE_SPECS = P.specs(config)
 PRUNE_VARIANTS = V.name_regex([v for v in GRID if v.family in P.FAMILIES])
 # Fake-quant-only variants that are not fine-tuned: n-bit PTQ the converter cannot express, and minifloat.
 QUANT_FAKEQUANT = "|".join(Q.rule_regex(config, kind) for kind in ("ptq_fakequant", "minifloat"))
+# The synthetic dataset's settings and the held-out voices (data.holdout.voices; none: no held-out test).
+SYNTHETIC = config["data"].get("synthetic") or {}
+HOLDOUT_VOICES = list((config["data"].get("holdout") or {}).get("voices") or [])
 
 
 wildcard_constraints:
@@ -40,6 +46,23 @@ def device_path(arch, variant):
 
 def has_device(arch, variant):
     return config["firmware"]["enabled"] and any(v.int8 for v in GRID if (v.arch, v.name) == (arch, variant))
+
+
+def synthetic_settings():
+    """dataset: the synthesis settings, only when the dataset is synthesised (they cannot change real data)."""
+    return SYNTHETIC if config["data"]["source"] == "synthetic" else {}
+
+
+def holdout_unknown_words():
+    """holdout_dataset: every word of the synthetic dataset that is not a wanted word is an unknown word."""
+    from tinymighty.data.synth import DEFAULT_KEYWORDS, DEFAULT_UNKNOWN_WORDS
+
+    words = SYNTHETIC.get("keywords", DEFAULT_KEYWORDS), SYNTHETIC.get("unknown_words", DEFAULT_UNKNOWN_WORDS)
+    return [w for w in dict.fromkeys([*words[0], *words[1]]) if w not in config["data"]["wanted_words"]]
+
+
+def has_holdout(arch, variant):
+    return bool(HOLDOUT_VOICES) and any(v.tflite for v in GRID if (v.arch, v.name) == (arch, variant))
 
 
 def first_model_c():
@@ -97,6 +120,23 @@ def prune_runtime(w):
     """prune: ~1.0 GB max RSS and <= 2 min per job on a loaded 2-core machine (default config); pruning-
     preserving QAT fine-tunes twice."""
     return 20 if PRUNE_SPECS[w.variant]["family"] == P.FAMILY_PQAT else 15
+
+
+def source_manifest(w):
+    """dataset: for data.path, a manifest of the dataset's files (sizes, times, inodes). It is rewritten only
+    when they change, so an edited, added or removed clip, an edited list or a replaced archive reruns the
+    dataset and everything after it, and an unchanged dataset reruns nothing."""
+    data = config["data"]
+    if data["source"] != "speech_commands" or not data.get("path"):
+        return []
+    out = f"{RESULTS}/data/source_manifest.json"
+    manifest.refresh(data["path"], out)
+    return out
+
+
+def holdout_metrics(w):
+    """metrics: the held-out voices' evaluation, for every TFLite variant when data.holdout names voices."""
+    return [f"{variant_dir(w.arch, w.variant)}/holdout.json"] if has_holdout(w.arch, w.variant) else []
 
 
 def device_metrics(w):

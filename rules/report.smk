@@ -1,10 +1,21 @@
 # Stage 6: one metrics.json per variant, then the HTML + PDF report over all of them, plus a CSV summary.
+from tinymighty.report.figures import figure_part
+
+# Snakemake's report (`snakemake --report`): figures grouped by the part of the study they belong to.
+REPORT_PARTS = {
+    "preprocessing": "1. Preprocessing",
+    "training": "3. Training",
+    "deployment": "4. Deployment",
+    "quantization": "5. Quantization",
+    "pruning": "6. Pruning",
+}
 
 
 rule metrics:
     input:
         host=f"{RESULTS}/variants/{{arch}}/{{variant}}/host.json",
         device=device_metrics,
+        holdout=holdout_metrics,
     output:
         f"{RESULTS}/variants/{{arch}}/{{variant}}/metrics.json",
     log:
@@ -27,15 +38,18 @@ rule report:
         histories=expand(f"{RESULTS}/models/{{arch}}/history.csv", arch=V.model_ids(config)),
         metrics=all_metrics(),
         model_c=first_model_c(),
+        pipeline=pipeline_summary(),
     output:
         html=report(f"{RESULTS}/report.html", caption="../report/captions/report.rst", category="Report"),
-        pdf=f"{RESULTS}/report.pdf",
+        pdf=report(f"{RESULTS}/report.pdf", caption="../report/captions/report.rst", category="Report"),
         csv=report(f"{RESULTS}/summary.csv", caption="../report/captions/summary.rst", category="Report"),
+        # One caption file for every figure (it picks the text by file name); one category per part of the study.
         figures=report(
             directory(f"{RESULTS}/report_files"),
             patterns=["{name}.png"],
             caption="../report/captions/figures.rst",
-            category="Figures",
+            category=lambda w: REPORT_PARTS[figure_part(w.name)],
+            labels=lambda w: {"figure": w.name},
         ),
     log:
         f"{RESULTS}/logs/report.log",
@@ -46,5 +60,7 @@ rule report:
     resources:
         mem_mb=1000,
         runtime=15,
+    params:
+        budgets=config.get("budgets"),
     script:
         "../scripts/report.py"

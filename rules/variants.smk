@@ -1,4 +1,5 @@
-# Stage 4: one TFLite model per variant, then one host evaluation per variant.
+# Stage 4: one TFLite model per variant, then one host evaluation per variant, on the test split and on the
+# held-out voices.
 
 
 rule convert_float:
@@ -65,3 +66,26 @@ rule evaluate:
         latency_runs=config["evaluate"]["latency_runs"],
     script:
         "../scripts/evaluate.py"
+
+
+rule evaluate_holdout:
+    input:
+        model=f"{RESULTS}/variants/{{arch}}/{{variant}}/model.tflite",
+        features=f"{RESULTS}/features/holdout.npz",
+        index=f"{RESULTS}/data/holdout_index.json",
+    output:
+        f"{RESULTS}/variants/{{arch}}/{{variant}}/holdout.json",
+    log:
+        f"{RESULTS}/logs/evaluate_holdout_{{arch}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_holdout_{{arch}}_{{variant}}.tsv"
+    wildcard_constraints:
+        variant=TFLITE_VARIANTS,
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    params:
+        voices=HOLDOUT_VOICES,
+    script:
+        "../scripts/evaluate_holdout.py"

@@ -1,24 +1,29 @@
 #!/usr/bin/env python3
-"""Benchmark one int8 .tflite on the Cortex-M4 firmware against the issue-3 targets.
+"""Benchmark int8 models on the Cortex-M4 firmware against the issue-11 targets.
 
-    python scripts/bench_firmware.py                               # the PTQ int8 TinyConv (see below)
-    python scripts/bench_firmware.py model.tflite                  # QEMU mps2-an386
+    python scripts/bench_firmware.py                               # TinyConv, DS-CNN and TinyConv W4A8 (see below)
+    python scripts/bench_firmware.py --arch tinyconv               # one of them (tinyconv, dscnn, tinyconv_w4a8)
+    python scripts/bench_firmware.py model.tflite                  # any fully int8 model
     python scripts/bench_firmware.py model.tflite --compare-fusion # also measure conv+FC unfused
     python scripts/bench_firmware.py --model-dir out/model         # already generated model.c/.h
     python scripts/bench_firmware.py model.tflite --backend serial --port /dev/ttyACM0
     python scripts/bench_firmware.py --prune 0.9                   # a 90%-pruned TinyConv, sparse vs dense
 
-Without a model it takes results/variants/tinyconv/ptq_int8/model.tflite when the workflow has
-made it, and otherwise builds a PTQ int8 TinyConv itself (2 epochs on random data: its weights
-are meaningless, its shapes, op mix and cost are the real model's).
+Without a model it measures the PTQ int8 TinyConv and DS-CNN and the PTQ W4A8 TinyConv: the workflow's
+results/variants/<arch>/<variant>/model.tflite where a run made them, otherwise models it builds itself
+(2 epochs on random data, 1 for DS-CNN: their weights are meaningless, their shapes, op mix and cost are
+the real models').
 
-The model is compiled with tinymighty.codegen (unless --model-dir is given), built with
-firmware/Makefile and measured with tinymighty.device.measure on random int8 inputs (or the
-rows of --inputs, an .npy of int8 model inputs); the device's outputs are checked against the
-host build of the same model.c. Timing under QEMU is in emulated instructions (QEMU's -icount
-instruction count), not Cortex-M4 cycles. Printed: the targets table (ours / must reach / aim,
-PASS or MISS), instructions per MAC, the flash and RAM splits, and for models with sparse
-weights the same model with dense kernels. It reports figures; it asserts nothing about them.
+Each model is compiled with tinymighty.codegen (unless --model-dir is given), built with firmware/Makefile
+and measured with tinymighty.device on random int8 inputs (or the rows of --inputs); the device's outputs
+are checked against TFLM's Python interpreter (and against the host build for --model-dir). Timing under
+QEMU is in emulated instructions (QEMU's -icount count), not Cortex-M4 cycles: the figure is the median
+over --timing-inputs different inputs (--bench-runs runs each), with its range, since the count depends a
+little on the input. Printed: the targets table (ours / must reach / aim, PASS or MISS), and per model
+instructions per MAC, the per-kernel breakdown (each kernel call timed as the difference of tm_invoke
+stopped after it and before it: -DTM_STOP_AFTER), flash (the flashed binary, and the model's constants) and
+RAM (what the image reserves: .data + .bss + the stack region sized from the call graph; and what is used:
+static + the painted stack high-water mark). It reports figures; it asserts nothing about them.
 """
 
 from __future__ import annotations
@@ -34,66 +39,72 @@ import numpy as np
 from tinymighty import device
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TFLITE = ROOT / "results" / "variants" / "tinyconv" / "ptq_int8" / "model.tflite"
+MODELS = {  # name: (architecture, workflow variant, builder's quantization)
+    "tinyconv": ("tinyconv", "ptq_int8", "int8"),
+    "dscnn": ("dscnn", "ptq_int8", "int8"),
+    "tinyconv_w4a8": ("tinyconv", "ptq_w4a8", "w4a8"),
+}
 
-# Issue 3, for the PTQ int8 TinyConv on the emulated Cortex-M4: (figure, must reach, aim).
-# The must-reach figures are what an interpreter runtime with vendor-optimised kernels reaches.
+# Issue 11, on the emulated Cortex-M4: (model, figure key, label, must reach, aim). Lower is better.
 TARGETS = (
-    ("instructions", "emulated instructions / inference", 2_400_000, 1_000_000),
-    ("ram_total", "RAM total (static + stack high-water)", 6_000, 3_000),
-    ("flash_total", "flash total (no test inputs baked in)", 29_000, None),
+    ("tinyconv", "instructions", "TinyConv PTQ int8, instructions / inference", 500_000, 300_000),
+    ("tinyconv", "ram_reserved", "TinyConv PTQ int8, RAM reserved by the image", 3_584, 3_072),
+    ("tinyconv", "flash_image", "TinyConv PTQ int8, flashed binary", 26_000, 22_000),
+    ("dscnn", "instructions", "DS-CNN int8, instructions / inference", 18_500_000, 12_500_000),
+    ("dscnn", "ram_reserved", "DS-CNN int8, RAM reserved by the image", 40_000, 36_000),
+    ("tinyconv_w4a8", "flash_model", "TinyConv W4A8, model flash (weights + params)", 9_500, 9_000),
 )
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "tflite",
-        nargs="?",
-        type=Path,
-        help=f"fully int8 .tflite model (default: {DEFAULT_TFLITE.relative_to(ROOT)} if it exists, "
-        "else a freshly built PTQ int8 TinyConv)",
-    )
+    p.add_argument("tflite", nargs="?", type=Path, help="a fully int8 .tflite model (default: see above)")
+    p.add_argument("--arch", choices=sorted(MODELS), action="append", help="only these default models")
     p.add_argument("--model-dir", type=Path, help="use this generated model.c/model.h instead of a .tflite")
     p.add_argument("--work-dir", type=Path, help="keep generated code, builds and transcripts here")
     p.add_argument("--inputs", type=Path, help=".npy of int8 inputs (N, input size); default random")
-    p.add_argument("--n-inputs", type=int, default=100, help="random inputs to run (default 100)")
-    p.add_argument("--bench-runs", type=int, default=10, help="timed runs for the median (default 10)")
+    p.add_argument("--n-inputs", type=int, default=32, help="random inputs checked against TFLM (default 32)")
+    p.add_argument("--timing-inputs", type=int, default=10, help="inputs the instruction count is taken over")
+    p.add_argument("--bench-runs", type=int, default=3, help="timed runs per timing input (default 3)")
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-kernel breakdown")
     p.add_argument(
         "--prune",
         type=float,
         metavar="FRACTION",
-        help="build a TinyConv itself (as without a model) with this fraction of its conv and dense "
-        "weights pruned by magnitude, then PTQ int8; the sparse and dense-kernel builds are compared",
+        help="build a TinyConv itself with this fraction of its conv and dense weights pruned by magnitude, "
+        "then PTQ int8; the sparse and dense-kernel builds are compared",
     )
     p.add_argument(
         "--sparse-threshold",
         type=float,
-        default=0.7,
-        help="codegen: layers sparser than this use the sparse encoding (default 0.7, as the workflow)",
+        default=0.8,
+        help="codegen: layers sparser than this use the sparse encoding (default 0.8, as config.yaml)",
     )
     p.add_argument("--no-fuse", action="store_true", help="codegen: keep CONV_2D and FULLY_CONNECTED separate")
     p.add_argument("--compare-fusion", action="store_true", help="also measure the model with the other fusion setting")
     p.add_argument("--backend", choices=("qemu", "serial"), default="qemu")
     p.add_argument("--port", help="serial port or pyserial URL for --backend serial")
     p.add_argument("--baudrate", type=int, default=115200)
-    p.add_argument("--json", type=Path, help="also write the figures (without per-input outputs) here")
+    p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
-    if args.tflite is not None and args.model_dir is not None:
-        p.error("give a .tflite or --model-dir, not both")
-    if args.prune is not None and (args.tflite is not None or args.model_dir is not None):
-        p.error("--prune builds its own model: give no .tflite or --model-dir")
+    given = [a for a in (args.tflite, args.model_dir, args.prune) if a is not None]
+    if len(given) > 1:
+        p.error("give at most one of a .tflite, --model-dir and --prune")
+    if given and args.arch:
+        p.error("--arch picks default models: give no .tflite, --model-dir or --prune with it")
     if args.prune is not None and not 0.0 < args.prune < 1.0:
         p.error("--prune takes a fraction in (0, 1)")
     if args.model_dir is not None and args.compare_fusion:
         p.error("--compare-fusion needs a .tflite to generate code from")
     if args.backend == "serial" and not args.port:
         p.error("--backend serial needs --port, e.g. --port /dev/ttyACM0")
+    if min(args.n_inputs, args.timing_inputs, args.bench_runs) < 1:
+        p.error("--n-inputs, --timing-inputs and --bench-runs must be at least 1")
     return args
 
 
 # ---------------------------------------------------------------------------------------------
-# Model
+# Models
 
 
 def prune_by_magnitude(model, fraction: float, layers=("conv", "dense")) -> None:
@@ -112,32 +123,49 @@ def prune_by_magnitude(model, fraction: float, layers=("conv", "dense")) -> None
         layer.set_weights([w, *rest])
 
 
-def build_default_tinyconv(path: Path, seed: int = 0, prune: float | None = None) -> Path:
-    """A PTQ int8 TinyConv (49x40 features, 4 labels) after 2 epochs on random data;
-    with prune, that fraction of its conv and dense kernels zeroed by magnitude first."""
+def build_model(path: Path, arch: str = "tinyconv", quant: str = "int8", prune: float | None = None) -> Path:
+    """A PTQ model of arch (49x40 features, 4 labels) after a few epochs on random data: full int8, or W4A8
+    (tfmot's n-bit scheme, 4-bit weights packed as INT4 by the converter); with prune, that fraction of the
+    conv and dense kernels zeroed by magnitude first."""
     from tinymighty import tfutil
     from tinymighty.model import architectures as models
     from tinymighty.model import convert
 
-    tfutil.make_deterministic(seed)
-    rng = np.random.default_rng(seed)
+    tfutil.make_deterministic(0)
+    rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 49, 40)).astype(np.float32)
     y = rng.integers(0, 4, size=200)
-    model = models.build("tinyconv", (49, 40), 4)
+    model = models.build(arch, (49, 40), 4)
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+    model.fit(x, y, epochs=1 if arch == "dscnn" else 2, batch_size=50, verbose=0)
     if prune:
         prune_by_magnitude(model, prune)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(convert.to_int8(model, x, 64))
+    if quant == "int8":
+        path.write_bytes(convert.to_int8(model, x, 64))
+    else:
+        from tinymighty.quantization.export import to_tflite
+        from tinymighty.quantization.grid import Spec
+        from tinymighty.quantization.methods import calibrate, quantize
+
+        qmodel = quantize(model, Spec("ptq_w4a8", "ptq", "n_bit", weight_bits=4, activation_bits=8))
+        calibrate(qmodel, model, x)
+        path.write_bytes(to_tflite(qmodel))
     return path
 
 
+def default_model(name: str, work: Path) -> Path:
+    arch, variant, quant = MODELS[name]
+    workflow = ROOT / "results" / "variants" / arch / variant / "model.tflite"
+    if workflow.is_file():
+        return workflow
+    print(f"{name}: no {workflow.relative_to(ROOT)} from the workflow, building one on random data")
+    return build_model(work / f"{name}.tflite", arch, quant)
+
+
 def generate(tflite: Path, out_dir: Path, **options) -> dict:
-    try:
-        from tinymighty.codegen import generate as codegen_generate
-    except ImportError as exc:
-        sys.exit(f"tinymighty.codegen is not available ({exc}); generate model.c/.h elsewhere and pass --model-dir")
+    from tinymighty.codegen import generate as codegen_generate
+
     return codegen_generate(tflite, out_dir, **options)
 
 
@@ -161,45 +189,97 @@ def input_size(model_dir: Path) -> int:
 # Measurement
 
 
-def measure(model_dir: Path, build_dir: Path, inputs: np.ndarray, args) -> dict:
-    """Builds and measures one model; checks the device against the host build output by output."""
-    elf = device.build_firmware(model_dir, build_dir / "mps2")
-    backend = (
+def backend_cfg(args) -> dict:
+    return (
         {"kind": "qemu"} if args.backend == "qemu" else {"kind": "serial", "url": args.port, "baudrate": args.baudrate}
     )
-    m = device.measure(elf, backend, inputs, n_bench=args.bench_runs, log_path=build_dir / "device.log")
-    host_exe = device.build_firmware(model_dir, build_dir / "host", board="host")
-    host = device.measure(host_exe, {"kind": "host"}, inputs, n_bench=1, log_path=build_dir / "host.log")
-    m["matches_host"] = bool(np.array_equal(m["outputs"], host["outputs"]))
-    return m
 
 
-def figures(m: dict, info: dict | None) -> dict:
-    t, f, r = m["timing"], m["flash"], m["ram"]
-    insns = t.get("instructions_median")
+def instructions_over_inputs(elf: Path, cfg: dict, inputs: np.ndarray, runs: int, log_path: Path) -> list[float]:
+    """Emulated instructions (or ticks on a real board) of each input, the median of `runs` runs each:
+    one session, every input preloaded, BENCH at its address (LOAD first where nothing can be preloaded)."""
+    backend = device.make_backend(cfg, elf, preload=np.ascontiguousarray(inputs).tobytes())
+    per_input = []
+    with device.connect(backend, log_path, timeout=120) as client:
+        info = client.identify()
+        scale = backend.instructions_per_tick(info["tick_hz"]) or 1.0
+        for i, x in enumerate(inputs):
+            addr = backend.preload_addr
+            if addr is None:
+                client.load_input(x)
+            ticks = client.bench(runs, None if addr is None else addr + i * inputs.shape[1], timeout=120)
+            per_input.append(float(np.median(ticks)) * scale)
+        client.exit(0)
+    return per_input
+
+
+def breakdown(model_dir: Path, work: Path, kernels: list[str], x: np.ndarray, cfg: dict, full: float) -> list:
+    """Each kernel call's instructions: tm_invoke stopped after call n (-DTM_STOP_AFTER=n), minus after n - 1."""
+    rows, before = [], 0.0
+    for n, kernel in enumerate(kernels, 1):
+        if n == len(kernels):
+            upto = full
+        else:
+            elf = device.build_firmware(model_dir, work / f"stop{n}", extra_cflags=f"-DTM_STOP_AFTER={n}")
+            upto = instructions_over_inputs(elf, cfg, x[:1], 1, work / f"stop{n}.log")[0]
+        rows.append((kernel, upto - before))
+        before = upto
+    return rows
+
+
+def measure(name: str, model_dir: Path, work: Path, inputs: np.ndarray, args, info: dict | None, tflite) -> dict:
+    """Builds one model and measures it: outputs against TFLM (or the host build), memory, instructions
+    over several inputs, and the per-kernel breakdown."""
+    cfg = backend_cfg(args)
+    elf = device.build_firmware(model_dir, work / "mps2")
+    m = device.measure(elf, cfg, inputs, n_bench=1, log_path=work / "device.log")
+    if tflite is not None:
+        from tinymighty.codegen import tflm_outputs
+
+        reference, against = tflm_outputs(tflite, inputs), "TFLM"
+    else:
+        host_exe = device.build_firmware(model_dir, work / "host", board="host")
+        reference = device.measure(host_exe, {"kind": "host"}, inputs, n_bench=1, log_path=work / "host.log")["outputs"]
+        against = "the host build"
+    timing_x = inputs[: args.timing_inputs]
+    per_input = instructions_over_inputs(elf, cfg, timing_x, args.bench_runs, work / "timing.log")
+    elf_sizes, ram, flash = m["elf"], m["ram"], m["flash"]
     macs = info.get("macs") if info else None
-    return {
+    insns = float(np.median(per_input))
+    fig = {
+        "model": name,
         "instructions": insns,
-        "ticks": t["ticks_median"],
-        "tick_hz": t["tick_hz"],
+        "instructions_min": min(per_input),
+        "instructions_max": max(per_input),
+        "instructions_inputs": len(per_input),
+        "instructions_unit": m["timing"]["unit"],
         "macs": macs,
-        "instructions_per_mac": insns / macs if insns and macs else None,
-        "ram_total": r["static"] + r["stack_high_water"],
-        "ram_static": r["static"],
-        "ram_data": r["data"],
-        "ram_bss": r["bss"],
-        "ram_arena": r["arena"],
-        "ram_app": r["static"] - r["arena"],
-        "ram_stack_high_water": r["stack_high_water"],
-        "ram_stack_reserved": r["stack_size"],
-        "flash_total": f.get("total"),
-        "flash_model": f.get("model"),
-        "flash_code": f.get("code"),
-        "weight_bytes": f.get("model_weight_bytes"),
-        "matches_host": m["matches_host"],
+        "instructions_per_mac": insns / macs if macs else None,
+        "ram_reserved": elf_sizes["ram_reserved"],
+        "ram_used": ram["static"] + ram["stack_high_water"],
+        "ram_data": ram["data"],
+        "ram_bss": ram["bss"],
+        "ram_arena": ram["arena"],
+        "ram_stack_reserved": ram["stack_size"],
+        "ram_stack_bound": elf_sizes["stack_bound"],
+        "ram_stack_high_water": ram["stack_high_water"],
+        "flash_image": elf_sizes["flash_image"],
+        "flash_model": flash.get("model"),
+        "flash_code": flash.get("code"),
+        "weight_bytes": flash.get("model_weight_bytes"),
+        "matches": bool(np.array_equal(m["outputs"], reference)),
+        "checked_against": against,
+        "checked_inputs": len(inputs),
         "fused": [x["kernel"] for x in info.get("fused", [])] if info else None,
         "sparse_layers": [l["op"] for l in info["layers"] if l.get("encoding") == "sparse"] if info else None,
+        "in_place": info.get("memory_plan", {}).get("in_place") if info else None,
+        "stack_report": elf_sizes.get("stack_report"),
+        "board": m["identify"]["board"],
     }
+    kernels = [s for s in (info or {}).get("memory_plan", {}).get("steps", []) if s != "alias"]
+    if not args.no_breakdown and kernels:
+        fig["breakdown"] = breakdown(model_dir, work, kernels, timing_x, cfg, per_input[0])
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,165 +290,122 @@ def _n(v, fmt="{:,.0f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
-def target_table(fig: dict) -> list[str]:
-    rows = [f"{'figure':40} {'ours':>11} {'must reach':>12} {'':5} {'aim':>11} {'':5}"]
-    for key, label, must, aim in TARGETS:
-        v = fig.get(key)
+def target_table(figs: dict) -> list[str]:
+    rows = [f"{'figure':48} {'ours':>12} {'must reach':>14} {'':5} {'aim':>14} {'':5}"]
+    for name, key, label, must, aim in TARGETS:
+        if name not in figs:
+            continue
+        v = figs[name].get(key)
 
         def verdict(limit, v=v):
             return "" if limit is None or v is None else ("PASS" if v <= limit else "MISS")
 
         rows.append(
-            f"{label:40} {_n(v):>11} {'<= ' + _n(must):>12} {verdict(must):5} "
-            f"{('<= ' + _n(aim)) if aim else '-':>11} {verdict(aim):5}"
+            f"{label:48} {_n(v):>12} {'<= ' + _n(must):>14} {verdict(must):5} {'<= ' + _n(aim):>14} {verdict(aim):5}"
         )
     return rows
 
 
-def details(fig: dict, label: str = "") -> list[str]:
-    head = f"  [{label}] " if label else "  "
-    ipm = fig["instructions_per_mac"]
+def details(fig: dict) -> list[str]:
+    head = f"  [{fig['model']}] "
     lines = [
-        f"{head}instructions per MAC: {_n(ipm, '{:.2f}')} ({_n(fig['instructions'])} instructions / "
-        f"{_n(fig['macs'])} MACs; the M4's dual MAC does 2 per instruction, floor 0.50)",
-        f"{head}flash: {_n(fig['flash_total'])} B = model {_n(fig['flash_model'])} B "
-        f"(weights {_n(fig['weight_bytes'])} B) + code {_n(fig['flash_code'])} B",
-        f"{head}RAM:   {_n(fig['ram_total'])} B = static {_n(fig['ram_static'])} B "
-        f"(arena {_n(fig['ram_arena'])} B + app buffers etc. {_n(fig['ram_app'])} B; "
-        f".data {_n(fig['ram_data'])} B, .bss {_n(fig['ram_bss'])} B) + stack high-water "
-        f"{_n(fig['ram_stack_high_water'])} B (of {_n(fig['ram_stack_reserved'])} B reserved)",
+        f"{head}instructions: median {_n(fig['instructions'])} over {fig['instructions_inputs']} inputs "
+        f"(range {_n(fig['instructions_min'])} .. {_n(fig['instructions_max'])}); "
+        f"{_n(fig['instructions_per_mac'], '{:.3f}')} per MAC over {_n(fig['macs'])} MACs "
+        "(the M4's dual MAC does 2 per instruction: floor 0.50)",
+        f"{head}flash: binary {_n(fig['flash_image'])} B = model {_n(fig['flash_model'])} B "
+        f"(weights and parameters {_n(fig['weight_bytes'])} B) + code and the rest {_n(fig['flash_code'])} B",
+        f"{head}RAM reserved {_n(fig['ram_reserved'])} B = .data {_n(fig['ram_data'])} + .bss {_n(fig['ram_bss'])} "
+        f"(arena {_n(fig['ram_arena'])}) + stack {_n(fig['ram_stack_reserved'])} B (computed bound "
+        f"{_n(fig['ram_stack_bound'])} B + margin); used {_n(fig['ram_used'])} B "
+        f"(stack high-water {_n(fig['ram_stack_high_water'])} B)",
     ]
     if fig["fused"] is not None:
         lines.append(
-            f"{head}fused: {', '.join(fig['fused']) or 'nothing'}; sparse-encoded layers: "
-            f"{', '.join(fig['sparse_layers']) or 'none'}"
+            f"{head}fused: {', '.join(fig['fused']) or 'nothing'}; "
+            f"in place: {', '.join(fig['in_place'] or []) or 'none'}; "
+            f"sparse-encoded layers: {', '.join(fig['sparse_layers']) or 'none'}"
         )
-    lines.append(f"{head}device outputs {'match' if fig['matches_host'] else 'DIFFER FROM'} the host build")
+    for kernel, n in fig.get("breakdown", []):
+        share = n / fig["instructions"] if fig["instructions"] else 0
+        lines.append(f"{head}  {kernel:28} {_n(n):>12} {share:6.1%}")
+    lines.append(
+        f"{head}outputs {'match' if fig['matches'] else 'DIFFER FROM'} {fig['checked_against']} on "
+        f"{fig['checked_inputs']} inputs"
+    )
     return lines
 
 
-def comparison(rows: list[tuple[str, dict]]) -> list[str]:
-    out = [f"  {'variant':28} {'instructions':>13} {'insn/MAC':>9} {'RAM total':>10} {'arena':>7} {'flash':>8}"]
-    for name, fig in rows:
-        out.append(
-            f"  {name:28} {_n(fig['instructions']):>13} {_n(fig['instructions_per_mac'], '{:.2f}'):>9} "
-            f"{_n(fig['ram_total']):>10} {_n(fig['ram_arena']):>7} {_n(fig['flash_total']):>8}"
-        )
-    return out
-
-
-def sparse_vs_dense(results) -> list[str]:
-    """The sparse-encoded build against the same model with dense kernels: instructions and flash."""
-    by_name = {n: f for n, _, f in results}
-    dense = next((n for n in by_name if n.endswith("dense kernels")), None)
-    if dense is None:
+def sparse_vs_dense(figs: dict) -> list[str]:
+    sparse, dense = figs.get("sparse"), figs.get("sparse, dense kernels")
+    if not sparse or not dense:
         return []
-    sparse, d = by_name[results[0][0]], by_name[dense]
-    out = ["\nsparse weights vs the dense int8 model (same weights, dense kernels):"]
-    if sparse["instructions"] and d["instructions"]:
-        out.append(
-            f"  instructions: sparse {_n(sparse['instructions'])} vs dense {_n(d['instructions'])}: "
-            f"{d['instructions'] / sparse['instructions']:.2f}x fewer"
-        )
-    out.append(
-        f"  model flash:  sparse {_n(sparse['flash_model'])} B vs dense {_n(d['flash_model'])} B "
-        f"(weights {_n(sparse['weight_bytes'])} B vs {_n(d['weight_bytes'])} B); "
-        f"flash total {_n(sparse['flash_total'])} B vs {_n(d['flash_total'])} B"
-    )
-    return out
+    return [
+        "\nsparse weights vs the same weights with dense kernels:",
+        f"  instructions: sparse {_n(sparse['instructions'])} vs dense {_n(dense['instructions'])}: "
+        f"{dense['instructions'] / sparse['instructions']:.2f}x fewer",
+        f"  model flash:  sparse {_n(sparse['flash_model'])} B vs dense {_n(dense['flash_model'])} B; "
+        f"binary {_n(sparse['flash_image'])} B vs {_n(dense['flash_image'])} B",
+    ]
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tm-bench-") as tmp:
         work = args.work_dir or Path(tmp)
-        tflite = args.tflite
-        if args.prune is not None:
+        options = {"sparse_threshold": args.sparse_threshold, "fuse_conv_fc": not args.no_fuse}
+        jobs = []  # (name, tflite or None, model_dir, generate options or None)
+        if args.model_dir is not None:
+            jobs.append(("given", None, args.model_dir, None))
+        elif args.prune is not None:
             print(f"building a TinyConv pruned to {args.prune:.0%} by magnitude (2 epochs on random data)")
-            tflite = build_default_tinyconv(work / f"tinyconv_pruned{args.prune:g}_int8.tflite", prune=args.prune)
-        elif tflite is None and args.model_dir is None:
-            if DEFAULT_TFLITE.is_file():
-                tflite = DEFAULT_TFLITE
+            tflite = build_model(work / f"tinyconv_pruned{args.prune:g}.tflite", prune=args.prune)
+            jobs += [
+                ("sparse", tflite, None, options),
+                ("sparse, dense kernels", tflite, None, {**options, "sparse_threshold": None}),
+            ]
+        elif args.tflite is not None:
+            jobs.append((args.tflite.stem, args.tflite, None, options))
+        else:
+            jobs += [(name, default_model(name, work), None, options) for name in (args.arch or list(MODELS))]
+        if args.compare_fusion:
+            jobs += [
+                (
+                    f"{n}, {'unfused' if o['fuse_conv_fc'] else 'fused'}",
+                    t,
+                    d,
+                    {**o, "fuse_conv_fc": not o["fuse_conv_fc"]},
+                )
+                for n, t, d, o in list(jobs)
+            ]
+
+        figs = {}
+        for name, tflite, model_dir, opts in jobs:
+            slug = "".join(ch if ch.isalnum() else "_" for ch in name)
+            info = codegen_info(model_dir) if model_dir is not None else None
+            if model_dir is None:
+                model_dir = work / slug / "model"
+                info = generate(tflite, model_dir, **opts)
+            size = input_size(model_dir)
+            if args.inputs:
+                x = np.load(args.inputs).reshape(-1, size).astype(np.int8)
             else:
-                print("no model given and no workflow PTQ TinyConv: building one (2 epochs on random data)")
-                tflite = build_default_tinyconv(work / "tinyconv_ptq_int8.tflite")
-        fuse = not args.no_fuse
-        variants = []  # (name, model_dir, codegen info)
-        if tflite is not None:
-            print(f"model {tflite}")
-            main_name = "fused" if fuse else "unfused"
-            info = generate(
-                tflite, work / main_name / "model", sparse_threshold=args.sparse_threshold, fuse_conv_fc=fuse
-            )
-            variants.append((main_name, work / main_name / "model", info))
-            if args.compare_fusion:
-                other = "unfused" if fuse else "fused"
-                variants.append(
-                    (
-                        other,
-                        work / other / "model",
-                        generate(
-                            tflite,
-                            work / other / "model",
-                            sparse_threshold=args.sparse_threshold,
-                            fuse_conv_fc=not fuse,
-                        ),
-                    )
+                x = np.random.default_rng(0).integers(
+                    -128, 128, size=(max(args.n_inputs, args.timing_inputs), size), dtype=np.int8
                 )
-            if any(l.get("encoding") == "sparse" for l in info["layers"]):
-                name = f"{main_name}, dense kernels"
-                variants.append(
-                    (
-                        name,
-                        work / "dense" / "model",
-                        generate(tflite, work / "dense" / "model", sparse_threshold=None, fuse_conv_fc=fuse),
-                    )
-                )
-        else:
-            variants.append(("given", args.model_dir, codegen_info(args.model_dir)))
+            print(f"measuring {name} ({tflite or model_dir})", flush=True)
+            figs[name] = measure(name, model_dir, work / slug / "build", x, args, info, tflite)
 
-        if args.inputs:
-            inputs = np.load(args.inputs)
-            inputs = inputs.reshape(len(inputs), -1).astype(np.int8)
-        else:
-            size = input_size(variants[0][1])
-            inputs = np.random.default_rng(0).integers(-128, 128, size=(args.n_inputs, size), dtype=np.int8)
-
-        results = []
-        for name, model_dir, info in variants:
-            m = measure(model_dir, work / name.replace(", ", "_").replace(" ", "_") / "build", inputs, args)
-            results.append((name, m, figures(m, info)))
-
-    name, m, fig = results[0]
-    ident = m["identify"]
-    print(
-        f"\nfirmware model {ident['model']} on {ident['board']}, {len(inputs)} inputs, "
-        f"median of {m['timing']['n']} timed runs"
-        + ("" if "instructions_median" in m["timing"] else f" (ticks at {ident['tick_hz']:,} Hz, not instructions)")
-    )
-    print("\n".join(target_table(fig)))
-    print("\n".join(details(fig)))
-    if len(results) > 1:
-        print("\nvariants of the same model:")
-        print("\n".join(comparison([(n, f) for n, _, f in results])))
-        print("\n".join(sparse_vs_dense(results)))
-    print(f"\npredictions: {np.bincount(m['predictions']).tolist()} per class over {len(inputs)} inputs")
+    print()
+    if any(name in figs for name, *_ in TARGETS):
+        print("\n".join(target_table(figs)))
+    for fig in figs.values():
+        print("\n".join(details(fig)))
+    print("\n".join(sparse_vs_dense(figs)))
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    n: {
-                        "figures": f,
-                        **{k: v for k, v in mm.items() if k not in ("outputs", "predictions", "log_path")},
-                    }
-                    for n, mm, f in results
-                },
-                indent=2,
-                default=str,
-            )
-        )
-    if not all(f["matches_host"] for _, _, f in results):
-        sys.exit("the device's outputs differ from the host build's: the figures above are not trustworthy")
+        args.json.write_text(json.dumps(figs, indent=2, default=str))
+    if not all(f["matches"] for f in figs.values()):
+        sys.exit("the device's outputs differ from the reference: the figures above are not trustworthy")
 
 
 if __name__ == "__main__":

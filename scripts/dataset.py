@@ -10,6 +10,8 @@ dataset_step(
     p.synthetic,
     p.splits,
     p.seed,
+    holdout=p.holdout,
     log_path=snakemake.log[0],
     config=snakemake.config,
+    manifest=snakemake.input.get("manifest"),
 )

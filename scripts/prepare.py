@@ -7,6 +7,7 @@ prepare_step(
     p.wanted_words,
     p.percentages,
     p.seed,
+    clips=p.clips,
     log_path=snakemake.log[0],
     config=snakemake.config,
 )

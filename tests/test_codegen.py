@@ -308,6 +308,31 @@ def test_pruned_tinyconv_on_qemu_smaller_than_dense(tmp_path):
     assert flash["sparse"]["total"] < flash["dense"]["total"]
 
 
+PINNED_FIXTURES = Path(__file__).parent / "fixtures" / "pinned"
+
+
+@pytest.mark.parametrize("fixture", ["tinyconv_ptq_w4a8", "dscnn_ptq_w4a8"])
+def test_int4_weights_stay_packed_and_bit_exact(fixture, tmp_path):
+    """W4A8 (the quantization study's packed INT4 weights): TinyConv fused (its 4-bit FC re-packed for the
+    SIMD kernel) and unfused, DS-CNN (4-bit pointwise weights unpacked per call, a QUANTIZE op), bit-exact
+    to TFLM on the host, both code paths; the model's constants hold the weights at 4 bits."""
+    from tinymighty.codegen.flatbuffer import read_graph
+
+    tflite = PINNED_FIXTURES / f"{fixture}.tflite"
+    int4_bytes = sum(t.data.size for op in read_graph(tflite).ops for t in op.inputs[1:2] if t and t.type == "INT4")
+    x = _inputs(49 * 40, n=40 if fixture.startswith("dscnn") else N_INPUTS)
+    expected = codegen.tflm_outputs(tflite, x)
+    assert len(np.unique(expected, axis=0)) > 3
+    for fuse in (True, False) if fixture.startswith("tinyconv") else (True,):
+        m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=0.8, fuse_conv_fc=fuse)
+        assert {l["encoding"] for l in m.info["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"int4"}
+        if fixture.startswith("tinyconv"):  # conv and dense are the 4-bit layers: about half a byte a weight
+            assert int4_bytes == (8 * 80 + 4 * 4000) // 2
+            assert m.info["weight_bytes"] < int4_bytes + 300
+        for exe in (m.exe, m.exe_dsp):
+            np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
+
+
 # --------------------------------------------------------------------------
 # CONV_2D -> FULLY_CONNECTED fusion
 # --------------------------------------------------------------------------
@@ -327,8 +352,9 @@ def test_fusion_drops_the_conv_output_from_the_arena(tinyconv, tinyconv_unfused)
     ]
     assert unfused["fused"] == [] and unfused["fuse_conv_fc"] is False
     assert {l["kernel"] for l in fused["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"tm_conv2d_fc_s8_dd"}
-    # Nothing of the 4000-byte conv output is left: FC state, two columns and a chunk.
-    assert unfused["arena_size"] >= 4000 and fused["arena_size"] < 256
+    # Nothing of the 4000-byte conv output is left: FC state, three packed receptive fields (int16
+    # pairs, 480 bytes) and their accumulators.
+    assert unfused["arena_size"] >= 4000 and fused["arena_size"] < 640
     assert fused["weight_bytes"] == unfused["weight_bytes"] and fused["macs"] == unfused["macs"]
     source = (tinyconv.gen / "model.c").read_text()
     assert "tm_conv2d_fc_s8_dd(" in source and "tm_conv2d_s8(" not in source
@@ -435,7 +461,7 @@ def _toy_chain(*, fc_rows=1, extra_reader=False, conv_is_output=False):
             c,
             encoding=dense,
             scratch=18,
-            struct={"win": {}, "mm": {"w": "op0_w", "k": 9, "cout": 8, "rq": {}}},
+            struct={"win": {}, "mm": {"w": "op0_pw", "k": 9, "kp": 8, "cout": 8, "rq": {}}},
         ),
         step(1, "RESHAPE", None, [c], r),
         step(
@@ -459,7 +485,8 @@ def test_fusion_pattern_matcher():
     fused = codegen.fuse(graph, steps)
     assert [s.kernel for s in fused] == ["tm_conv2d_fc_s8_dd", "tm_softmax_s8"]
     assert fused[0].reads == steps[0].reads and fused[0].write is steps[2].write
-    assert fused[0].scratch == 4 * 3 + 2 * 9 + 2 * 8
+    # FC accumulators, three packed receptive fields of kp = 8 k-pairs, accumulators of 4 channel pairs.
+    assert fused[0].scratch == 4 * 3 + 12 * 8 + 24 * 4
     assert fused[0].struct["conv"] == "&op0_mm" and fused[0].struct["fc"] == "&op2_mm"
     for kwargs in ({"fc_rows": 2}, {"extra_reader": True}, {"conv_is_output": True}):
         graph, steps = _toy_chain(**kwargs)

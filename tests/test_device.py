@@ -78,7 +78,7 @@ def test_framing():
 def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_path):
     r = measure(builds["elf"], {"kind": "qemu", "timeout": 60}, inputs, n_bench=10, log_path=tmp_path / "q.log")
     info = r["identify"]
-    assert (info["proto"], info["board"], info["model"]) == (1, "mps2_an386", "fixture-dense16x4")
+    assert (info["proto"], info["board"], info["model"]) == (2, "mps2_an386", "fixture-dense16x4")
     assert (info["in"], info["out"], info["arena"], info["weights"]) == (16, 4, 64, 80)
     assert info["in_scale"] == pytest.approx(0.05) and info["out_zp"] == 5
 
@@ -95,8 +95,11 @@ def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_pa
     assert r["flash"]["model"] == 80 == info["weights"]
     assert r["flash"]["total"] == r["flash"]["model"] + r["flash"]["code"] < 16 * 1024
     ram = r["ram"]
-    assert ram["static"] == r["elf"]["ram_static"] and ram["arena"] == 64 and ram["stack_size"] == 8192
-    assert 64 < ram["stack_high_water"] < 1024
+    # The stack is sized from the call graph (firmware/tools/stack_bound.py) and the painted high-water mark
+    # stays within it.
+    assert ram["static"] == r["elf"]["ram_static"] and ram["arena"] == 64
+    assert ram["stack_size"] == r["elf"]["stack_size"] < 1024
+    assert 64 < ram["stack_high_water"] <= ram["stack_size"]
 
     host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log")
     np.testing.assert_array_equal(host["outputs"], r["outputs"])

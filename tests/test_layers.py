@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tinymighty"
 # Lowest first. A module may import its own layer and the layers before it; the studies' grids are
 # composed in `studies` only, so nothing below it can reach the composed grid.
 LAYERS = [
-    {"config", "provenance", "runlog", "tfutil", "npio", "variant", "budgets", "plots"},
+    {"config", "errors", "provenance", "runlock", "runlog", "tfutil", "npio", "variant", "budgets", "plots"},
     {"data"},
     {"model"},
     {"quantization", "pruning"},

@@ -1,34 +1,62 @@
-"""Pinned behaviour of the code generator and the firmware kernels (issue 9, the package split).
+"""Pinned behaviour of the code generator and the firmware kernels.
 
-Refactoring must not change what the project produces: for fixed models, the generated model.c/model.h
-are the same bytes, the firmware computes the same outputs, and on QEMU's mps2-an386 (Cortex-M4,
--icount shift=0, deterministic) one inference takes exactly the same number of emulated instructions.
+For fixed models, the generated model.c/model.h are pinned bytes, the firmware's outputs are pinned, and on
+QEMU's mps2-an386 (Cortex-M4, -icount shift=0, deterministic) one inference takes a pinned number of emulated
+instructions. A refactoring must leave all three unchanged; a change that means to change them (a faster
+kernel, another layout) updates PINNED deliberately and says so below. The outputs' digests must never change:
+they are TFLM's outputs (every case is bit-exact to TFLM's Python interpreter, see tests/test_codegen.py).
 
-How the figures in PINNED were obtained (before anything moved, commit 35b0ae3):
+How the figures in PINNED were obtained:
   * Fixtures, tests/fixtures/pinned/:
-      tinyconv_ptq_int8.tflite, tinyconv_unst_s90_ft.tflite: copies of
-        results/variants/tinyconv/{ptq_int8,unst_s90_ft}/model.tflite of a default-config workflow run
-        (the trained TinyConv, post-training int8; and 90 % unstructured magnitude pruning, fine-tuned);
+      tinyconv_ptq_int8.tflite, tinyconv_unst_s90_ft.tflite, tinyconv_ptq_w4a8.tflite: copies of
+        results/variants/tinyconv/{ptq_int8,unst_s90_ft,ptq_w4a8}/model.tflite of a default-config workflow run
+        (the trained TinyConv, post-training int8; 90 % unstructured magnitude pruning, fine-tuned; and
+        post-training 4-bit weights, 8-bit activations, the weights packed as INT4 by the converter);
+      dscnn_ptq_int8.tflite, dscnn_ptq_w4a8.tflite: the DS-CNN of tinymighty/model/architectures.py, untrained
+        with He-normal random weights (the dense layer's 3 times larger, biases N(0, 0.1), seed 1: Keras'
+        own initialisation, without batch norm, shrinks its activations to nothing by the last block and
+        every output comes out the same), then PTQ int8, or PTQ W4A8 with tfmot's n-bit scheme as the
+        quantization study makes it (4-bit weights packed as INT4; a QUANTIZE op, int8 to int8, before the
+        dense layer), both calibrated on 200 N(0, 1) inputs with a per-input N(0, 1) offset, seed 0;
       dslike.tflite, odd_conv50_dense90.tflite, odd_conv90_dense50.tflite: the small models of
         tests/test_codegen.py (fixture dslike; _odd_model with those pruning fractions), random init,
         converted once and stored, so the converter's version does not matter.
-    Together the cases below call every kernel entry point of tm_kernels.h.
-  * Figures: `PYTHONPATH=<checkout of 35b0ae3> .venv/bin/python tests/test_pinned.py` runs _measure()
-    with that checkout's tinymighty (codegen.generate, device.build_firmware, device.measure and its
-    firmware/ sources) and prints PINNED. Toolchain: arm-none-eabi-gcc 12.2.1 (Debian 15:12.2.rel1-1),
-    gcc 12.2.0, QEMU 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3). Another compiler may legitimately give
-    other instruction counts: regenerate the figures from the last commit that had them right, never
-    from the code under test.
-  * At 90 % sparsity the deployed sparse kernels take 256,680 emulated instructions against the dense
-    baseline's 853,520: 3.33x fewer (the issue asks for at least 3x).
+    Together the cases below call every kernel entry point of tm_kernels.h and name every helper generated
+    code refers to (HELPERS).
+  * Figures: `.venv/bin/python tests/test_pinned.py` runs _measure() with the tinymighty on sys.path
+    (codegen.generate, device.build_firmware, device.measure and its firmware/ sources) and prints PINNED.
+    Toolchain: arm-none-eabi-gcc 12.2.1 (Debian 15:12.2.rel1-1), gcc 12.2.0, QEMU 7.2.22
+    (Debian 1:7.2+dfsg-7+deb12u18+b3). Another compiler may legitimately give other instruction counts:
+    regenerate the figures from the last commit that had them right, never from the code under test.
   * The sparse threshold 0.8 is config.yaml's firmware.sparse_threshold, what the workflow deploys with;
     threshold None is the dense baseline the workflow measures for sparse-encoded variants
     (device["dense_kernels"]).
+
+History of the instruction counts (old -> new, emulated instructions per inference):
+  issue 9 (the package split, commit 35b0ae3): the figures the split had to keep.
+  issue 11 (kernels at the dual-MAC rate, in-place memory plan, 4-bit weights): dense convolutions take packed
+    int16-pair weights (three pixels by two channels per SMLAD block, in assembly), a fast exact
+    requantisation (SMMULR), border windows packed without a padded copy; the 3x3 depthwise convolution and
+    1x1 convolutions run in place; the sparse fused kernel walks one column stream. model.c/model.h changed
+    for every case (new layouts, the arena plan comment, TM_STOP). Outputs unchanged.
+      tinyconv_dense               853,480 -> 488,440     tinyconv_dense_unfused       824,320 -> 477,480
+      tinyconv_s90_sparse          256,680 -> 155,200     tinyconv_s90_dense           853,520 -> 488,440
+      tinyconv_s90_sparse_rows     513,920 -> 514,360     tinyconv_s90_sparse_unfused  465,040 -> 465,240
+      dslike                     1,023,840 -> 807,160     odd_dense_sparse              98,600 ->  97,440
+      odd_dense_sparse_unfused      92,400 ->  93,160     odd_sparse_dense              91,360 ->  90,320
+      odd_sparse_dense_unfused      86,800 ->  83,880
+      new: tinyconv_w4a8 522,680, tinyconv_w4a8_unfused 720,360, dscnn 14,235,680, dscnn_w4a8 14,800,040 (the
+      issue's DS-CNN figures: 32,816,001 with the kernels before, 30,814,651 for an interpreter with
+      vendor-optimised kernels).
+  * At 90 % sparsity the deployed sparse kernels take 155,200 emulated instructions against the dense
+    baseline's 488,440: 3.15x fewer (the issue asks for at least 3x; it was 3.33x against the old dense
+    kernels, 256,680 vs 853,520).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sys
 import tempfile
@@ -76,6 +104,7 @@ CASES = {
         {
             "tm_conv2d_s8",
             "tm_dwconv2d_s8",
+            "tm_dwconv3x3_s8",
             "tm_add_s8",
             "tm_max_pool_s8",
             "tm_avg_pool_s8",
@@ -103,76 +132,130 @@ CASES = {
         {"sparse_threshold": 0.7, "fuse_conv_fc": False},
         {"tm_conv2d_s8", "tm_conv2d_sparse_s8", "tm_fully_connected_s8", "tm_softmax_s8"},
     ),
+    "tinyconv_w4a8": (
+        "tinyconv_ptq_w4a8",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {"tm_conv2d_fc_s8_d4", "tm_softmax_s8"},
+    ),
+    "tinyconv_w4a8_unfused": (
+        "tinyconv_ptq_w4a8",
+        {"sparse_threshold": SPARSE_THRESHOLD, "fuse_conv_fc": False},
+        {"tm_conv2d_s8", "tm_fully_connected_s4", "tm_softmax_s8"},
+    ),
+    "dscnn": (
+        "dscnn_ptq_int8",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {"tm_conv2d_s8", "tm_dwconv3x3_s8", "tm_avg_pool_s8", "tm_fully_connected_s8", "tm_softmax_s8"},
+    ),
+    "dscnn_w4a8": (
+        "dscnn_ptq_w4a8",
+        {"sparse_threshold": SPARSE_THRESHOLD},
+        {
+            "tm_conv2d_s8",
+            "tm_dwconv3x3_s8",
+            "tm_avg_pool_s8",
+            "tm_requantize_s8",
+            "tm_fully_connected_s4",
+            "tm_softmax_s8",
+        },
+    ),
 }
+# The helpers generated code names without calling (window packers, the 4-bit unpacker), and a case that
+# links each.
+HELPERS = {"tm_pack_border": "tinyconv_dense", "tm_pack_gathered": "odd_dense_sparse", "tm_unpack_w4": "tinyconv_w4a8"}
 
-# Printed by this file run as a script on the original code (see the module docstring). Instructions
-# are QEMU -icount counts at the firmware's timer resolution, 40 emulated instructions per SysTick tick.
+# Printed by this file run as a script (see the module docstring). Instructions are QEMU -icount counts at
+# the firmware's timer resolution, 40 emulated instructions per SysTick tick.
 PINNED = {
     "tinyconv_dense": {
-        "model.c": "380a82213adf9d1c67ff1d883c19e2d4a7f669b4d454035ffcdd332b6f0213f9",
-        "model.h": "b8637fcb28c68a0ac78b2fa841f89b6e52afb13edc9a43421d6531ba40c47d99",
+        "model.c": "1ffaea3e03f9f4f819df436eac75868f303901e001df19857ca3c52dfd671f8b",
+        "model.h": "af7ef554d1c7df7ef418ad6b7013ed6bf7206ba582d67382dce04e9b81445cec",
         "outputs": "25e5a63230ddce21939d175035b7f9b83c8c47291099a051ebb57aceec230e68",
-        "instructions": 853480,
+        "instructions": 488440,
     },
     "tinyconv_dense_unfused": {
-        "model.c": "8f33228e852ed844d8b2e8029c178bb7ced42ca8c3c998022ef9973fab79954b",
-        "model.h": "6235e347b6528cbea63dd65949ec9d7b557226e320a738d7eb06ae98466cb858",
+        "model.c": "77e5a2bc961ace558b30602f2ced5342aefceda71bd827138b217a6aca738282",
+        "model.h": "317336b576fc3bcb0cb28a640175ed6368238d82c4bfe06b95b21f76b6b6e399",
         "outputs": "25e5a63230ddce21939d175035b7f9b83c8c47291099a051ebb57aceec230e68",
-        "instructions": 824320,
+        "instructions": 477480,
     },
     "tinyconv_s90_sparse": {
-        "model.c": "9751228ca56a999491a49e9fdcec08a7117721dced597a36bf34d33b4f20f2a0",
-        "model.h": "ab97a5b5e8a37dc0e3121bac0a8597b40404941731b6c83b68ace1a019f84bba",
+        "model.c": "eb941824efeaae1f8eadf26c811dd4b133cf71b4e5f663fa955097210d1fe210",
+        "model.h": "59147e4c0ca5e4bb326e966110aaf497df6c88859e9922949692c4b37f4a7e5b",
         "outputs": "3480ba41edab98e382c11cc7fc8ecb41a69d52a03ba39851c8a0f89879b009e0",
-        "instructions": 256680,
+        "instructions": 155200,
     },
     "tinyconv_s90_dense": {
-        "model.c": "52cc76ad88fdbae50bcec4a70fb456ad71df4ec2f0704bae1b6eb4f57070044b",
-        "model.h": "638cdb3fff783d9eec8d147e920c01378d5dd9d41db9b28326a3499c3a13c344",
+        "model.c": "6029c7736839ec33352cc0805e22b9c38068d37ec986c3a185f7b48bbc2355f9",
+        "model.h": "b8b2d305ca2cc2c4033ef4f21ab53028fb2b91c7fb67e20a09fcf6d4c70c24ce",
         "outputs": "3480ba41edab98e382c11cc7fc8ecb41a69d52a03ba39851c8a0f89879b009e0",
-        "instructions": 853520,
+        "instructions": 488440,
     },
     "tinyconv_s90_sparse_rows": {
-        "model.c": "dbd70f4c325f7d06dac8430fea73a6e5b4528f301927524e153e57d2c59679c4",
+        "model.c": "f4c12e3e50ad77a0fe9c92cb33797fe1e3ea8ecfec0d80d63e09539a64804b4b",
         "model.h": "d1292f2f9b9d5221d1915e67a1ad39b6eeb7e396f4cb33c2dd48d65df4f40ddc",
         "outputs": "3480ba41edab98e382c11cc7fc8ecb41a69d52a03ba39851c8a0f89879b009e0",
-        "instructions": 513920,
+        "instructions": 514360,
     },
     "tinyconv_s90_sparse_unfused": {
-        "model.c": "ae5dd4c14961a74f2785597a25c231f5cad1b70b9b5b66912bef54887bd4a1e7",
+        "model.c": "40811576e242bcbccbc198b0f397285c47a84a5947e3ed512ba54b259a9e0985",
         "model.h": "beadb430460bb83f90c47440cbaa9a4cb4d7ab8eedf2f6ea464dd411c0e0a45a",
         "outputs": "3480ba41edab98e382c11cc7fc8ecb41a69d52a03ba39851c8a0f89879b009e0",
-        "instructions": 465040,
+        "instructions": 465240,
     },
     "dslike": {
-        "model.c": "58bbd0c477e7615acb44803999f1e1481c3b6fc20876a1e2f6ec586317b75e77",
-        "model.h": "efed5093cd744381c53b3926f8b1d2e3e1149b68e7d4a102b1d837835a8b2251",
+        "model.c": "fc72cf7be9352cafa639adc291ad08e31e3391eb3c0292759fcb98aac3328519",
+        "model.h": "9ffc2be26bc5d077e66edb0d513b227143849040f16ac597722050801c6a4768",
         "outputs": "ca25044ef2a3bc07556c09cd6816f68df8d9b03aa26140254073cab971815c8d",
-        "instructions": 1023840,
+        "instructions": 807160,
     },
     "odd_dense_sparse": {
-        "model.c": "aee99bde6e4c50437e29852b054b37b23f57a1f591ddb992506c6d50dd452e9d",
-        "model.h": "de3f92b20e703abdf6bc954be6df283a9889e35fb853e51b9b0a2e2e431ad1a3",
+        "model.c": "a4f40898c8f749b84c41696a18899457206527b4bdda463f2e617964aa31c5ea",
+        "model.h": "bf665d06c81b47da3afad1835abe0ab832e8308a5a9eecc597071cf1fdb4522e",
         "outputs": "7ef1902f2832ece099b1152c0c74dbe01804420164d35ae754a80e799f7025c2",
-        "instructions": 98600,
+        "instructions": 97440,
     },
     "odd_dense_sparse_unfused": {
-        "model.c": "8d6bb6d74c33ada6b9e9d86ad7c8f9e8c62bb9bcc4e5e47e24ac199e95110ea8",
-        "model.h": "4987ed548bb62596a2e4e687055f73ad4de60890cef7e8233ccbdc75f4f9d9dd",
+        "model.c": "58d26fce33d2b3fa329ba708b741002849e21dc0ce9c23998768e931a821a439",
+        "model.h": "e2a55ca40b971d0de2422524bd604c5b018c378525f0085055a439dfe1138947",
         "outputs": "7ef1902f2832ece099b1152c0c74dbe01804420164d35ae754a80e799f7025c2",
-        "instructions": 92400,
+        "instructions": 93160,
     },
     "odd_sparse_dense": {
-        "model.c": "01da3eb35c43d4c786291b4ca0aa9c8a49a238e28cc17b30c04ab925ced87b05",
-        "model.h": "9644a481cfb9e5643a9a57e50186a0f7c2d05a5d56025004959dfb0d2210bce1",
+        "model.c": "05ed331e4a73bbb92033224c3d61ec49a9c6b4a8b7491ddf0b4c608d775cd858",
+        "model.h": "18e413082628d0bc7dd6c15921f8e665c047371edd2eb5fda73c3a086a412627",
         "outputs": "40226642df8dadcf19c5602fcd9a7eb06aa23a31a8cc49d9eb1a47685ccae9e9",
-        "instructions": 91360,
+        "instructions": 90320,
     },
     "odd_sparse_dense_unfused": {
-        "model.c": "6ed1501d7f7722504e919f5a91f21596309695c1d925ee975bb4785c59386d88",
-        "model.h": "c065a5eb246492d0f710598c468b82fa8703bf557374ea1a7f2ae06e34e808ac",
+        "model.c": "298ea9161c4de15562cadcccec09c90430d0119332987e62d0bbf992a9101b80",
+        "model.h": "e886e798805d8df069fc98a87ba153c2fccd5e37f4dc7339a36afcfc6d462a64",
         "outputs": "40226642df8dadcf19c5602fcd9a7eb06aa23a31a8cc49d9eb1a47685ccae9e9",
-        "instructions": 86800,
+        "instructions": 83880,
+    },
+    "tinyconv_w4a8": {
+        "model.c": "75f697ab853532f1cdb566fb2b4ed723432d674c93e1e8633d17e72264d3083d",
+        "model.h": "a7bbfbc92aafc3855039cef073b94e0f300b237ca81179e6f9d2085ac081dc0f",
+        "outputs": "835df76e3e9bb4cec12a27aba561867b2584e17dd04e3468034f1f1bd25d8741",
+        "instructions": 522680,
+    },
+    "tinyconv_w4a8_unfused": {
+        "model.c": "ce4a6f708568c94788508a5ca79a0f96132a54d6769e67bc6fe1642d1039665f",
+        "model.h": "d8cafc37158c7eb0226e4e044743f0f73951574e9239793d2dfd5e9a0f65bd5a",
+        "outputs": "835df76e3e9bb4cec12a27aba561867b2584e17dd04e3468034f1f1bd25d8741",
+        "instructions": 720360,
+    },
+    "dscnn": {
+        "model.c": "232ffcb14e2428c3f7710334f0e6da6671a7001e1668f246e5aac26977629ae5",
+        "model.h": "59a2c14b8650870104fec4bf0203994f72e17435ae60c1cbe0c62216b3280bfd",
+        "outputs": "1be89868739853d36c2eef320a67b162a26cbafc5113532dc90d21659457898f",
+        "instructions": 14235680,
+    },
+    "dscnn_w4a8": {
+        "model.c": "7e0265bbf10c6a3191ce44656025662f0e34e1b312a2290f90be871f4e738dd2",
+        "model.h": "0f2db60f552ae13ceb798bb23e7a1dbc2564a7b44e58d144ab47a6c058201afd",
+        "outputs": "dff129aee4b768e3bf4c02977d803bd29cca7c209d3bb7b3ab24b6097adc37ed",
+        "instructions": 14800040,
     },
 }
 
@@ -224,9 +307,17 @@ def _measure(name: str, tmp: Path) -> dict:
 
 def test_every_kernel_entry_point_is_pinned():
     header = (Path(__file__).parents[1] / "firmware" / "kernels" / "tm_kernels.h").read_text()
-    declared = {line.split("(")[0].split()[-1] for line in header.splitlines() if line.startswith("void tm_")}
+    declared = set(re.findall(r"^void (tm_\w+)\(const tm_\w+_t \*p,", header, re.M))
     assert declared == set().union(*(kernels for _, _, kernels in CASES.values()))
+    helpers = set(re.findall(r"^void (tm_\w+)\(const tm_\w+_t \*[gm],", header, re.M))
+    assert helpers == set(HELPERS)
     assert set(PINNED) == set(CASES)
+
+
+@pytest.mark.parametrize("helper", sorted(HELPERS))
+def test_every_helper_is_linked_by_a_case(helper, tmp_path):
+    _generate(HELPERS[helper], tmp_path / "model")
+    assert f"= {helper}" in (tmp_path / "model" / "model.c").read_text()
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -269,7 +360,9 @@ def test_qemu_instructions_and_outputs_are_pinned(name, measured):
 
 
 @needs_tools
-@pytest.mark.parametrize("name", ["tinyconv_dense", "tinyconv_s90_sparse", "dslike", "odd_sparse_dense"])
+@pytest.mark.parametrize(
+    "name", ["tinyconv_dense", "tinyconv_s90_sparse", "dslike", "odd_sparse_dense", "tinyconv_w4a8", "dscnn_w4a8"]
+)
 def test_host_build_computes_the_pinned_outputs(name, measured, tmp_path):
     """The host build of the same kernels, portable and with the emulated DSP path, agrees with QEMU."""
     from tinymighty.codegen import build_host, run_host

@@ -365,9 +365,10 @@ def test_report_context_and_template(tmp_path, with_device):
     assert expected <= set(a) and (tmp_path / a["fig_params"]).exists()
     assert ("fig_unst_instr" in a) == with_device
     page = _render_section(ctx, config)
-    assert "<h2>Pruning</h2>" in page and "Pareto" in page
+    assert "6. Pruning</h2>" in page and "Pareto" in page and "Target" not in page
+    assert a["fine_tuning"]["verdict"] == "helps" and "Fine-tuning matters" in page
     if with_device:
-        assert a["target_90"]["met"] and "met</span>" in page
+        assert "The zero-skipping kernels pay from 50% sparsity" in page
         assert ctx["pruning"]["pareto"]["tinyconv"]["on_device"]
     off = report.report_context(rows, {**config, "pruning": {"enabled": False}}, figs)
     assert off == {"pruning": {"enabled": False}} and "<h2>" not in _render_section(off, config)
@@ -407,7 +408,7 @@ def test_tiny_workflow_pruning_results(tiny_run):
             assert all(t["sparsity"] >= 0.74 for t in h["tflite_sparsity"])
     assert {"unst_s90_ft", "chan_l1_k4_os", "sp24_ft", "pqat_s75"} <= set(hosts)
     html = (res / "report.html").read_text()
-    assert "<h2>Pruning</h2>" in html
+    assert "6. Pruning</h2>" in html
     for fig in (
         "pruning_acc_vs_params_tinyconv",
         "pruning_structured_cost_tinyconv",

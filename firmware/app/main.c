@@ -3,11 +3,15 @@
  * retry any of them after a corrupted or lost line. */
 #include <string.h>
 
+#include "app.h"
 #include "board.h"
 #include "model.h"
 #include "proto.h"
+#ifdef TM_PIPELINE
+#include "pipeline.h"
+#endif
 
-#define FW_VERSION "0.1.0"
+#define FW_VERSION "0.2.0"
 #define BENCH_MAX_RUNS 10000u
 /* LOAD's hex must fit a request line next to "LOAD <offset> " and "*XX". */
 #define LOAD_MAX_BYTES ((PROTO_LINE_MAX - 24) / 2)
@@ -18,14 +22,14 @@ static uint32_t request_id; /* CRC-32 of the request being answered */
 
 /* Starts the final line of a successful reply.  req= lets the host tell this reply from a late
  * one to an earlier request (after a timeout and retry) that used the same command word. */
-static void tx_ok(const char *command)
+void tx_ok(const char *command)
 {
     tx_begin("OK ");
     tx_str(command);
     tx_key("req"), tx_hex32(request_id);
 }
 
-static void reply_error(const char *code, const char *detail)
+void reply_error(const char *code, const char *detail)
 {
     tx_begin("ERR ");
     tx_str(code);
@@ -258,6 +262,12 @@ static const struct command COMMANDS[] = {
     {"BATCH", cmd_batch, "BATCH <addr> <count> [<stride>]"},
     {"CAL", cmd_cal, "CAL <n>"},
     {"EXIT", cmd_exit, "EXIT [<code>]"},
+#ifdef TM_PIPELINE /* protocol version 2: the keyword spotter (pipeline/) */
+    {"PIPE", pl_cmd_pipe, "PIPE"},
+    {"STREAM", pl_cmd_stream,
+     "STREAM <addr> <samples> <rate> <interval> <window> <threshold> <suppression> <keywords>"},
+    {"CLIPS", pl_cmd_clips, "CLIPS <addr> <count> <samples> <rate>"},
+#endif
 };
 
 static void dispatch(char *line, size_t len)
@@ -280,7 +290,10 @@ static void dispatch(char *line, size_t len)
             return;
         }
     }
-    reply_error("UNKNOWN", "commands: ID MEM LOAD RUN BENCH BATCH CAL EXIT");
+    tx_begin("ERR UNKNOWN commands:");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        tx_str(" "), tx_str(COMMANDS[i].name);
+    tx_end();
 }
 
 int app_main(void)

@@ -5,9 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_LINE_MAX 256 /* longest request line, including "*XX" */
-#define PROTO_MAX_ARGS 8
+#define PROTO_MAX_ARGS 12
 
 uint8_t crc8_update(uint8_t crc, uint8_t byte);
 uint32_t crc32_update(uint32_t crc, const void *data, size_t n);

@@ -1,4 +1,4 @@
-/* DEPTHWISE_CONV_2D. */
+/* DEPTHWISE_CONV_2D: any shape (tm_dwconv2d_s8), and 3x3 stride-1 SAME in place (tm_dwconv3x3_s8). */
 #include "tm_internal.h"
 
 /*
@@ -92,5 +92,192 @@ void tm_dwconv2d_s8(const tm_dwconv_t *p, const int8_t *in, int8_t *out, int8_t 
                     dw_taps1(win + c / mult, row_step, col_step, p->w + c, cout, g.k_h, g.k_w, rq.bias[c]));
             }
         }
+    }
+}
+
+/* One tap of four channels: a word of input, split into (c, c+2) and (c+1, c+3), times its weights. */
+#define DW_TAP(p, t)                                                                                         \
+    do {                                                                                                     \
+        const uint32_t x_ = tm_read4u(p);                                                                    \
+        const int32_t ev_ = tm_pair_ev(x_), od_ = tm_pair_od(x_);                                            \
+        a0 = tm_mla_lo(ev_, w[4 + 2 * (t)], a0);                                                             \
+        a2 = tm_mla_hi(ev_, w[4 + 2 * (t)], a2);                                                             \
+        a1 = tm_mla_lo(od_, w[5 + 2 * (t)], a1);                                                             \
+        a3 = tm_mla_hi(od_, w[5 + 2 * (t)], a3);                                                             \
+    } while (0)
+
+#if defined(__ARM_FEATURE_DSP)
+/*
+ * The accumulators of nq groups of four channels of an interior window: r0 its top-left input
+ * pixel (at the first channel), r1 the input row's bytes, r2 the pixel's bytes (in_c), r3 the
+ * weights (22 words per four channels), [sp] nq, [sp + 4] where the 4 * nq sums go. Per tap one
+ * load, two SXTB16, one LDRD of the tap's weight pairs and four SMLABB/SMLATT.
+ */
+static __attribute__((naked, noinline)) void dw3x3_sums(TM_ASM_ARG const int8_t *win,
+                                                        TM_ASM_ARG int32_t row_bytes, TM_ASM_ARG int32_t c_n,
+                                                        TM_ASM_ARG const int32_t *w, TM_ASM_ARG int32_t nq,
+                                                        TM_ASM_ARG int32_t *sums)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldr r4, [sp, #36]\n\t"
+                     "ldr r5, [sp, #40]\n\t"
+                     "sub sp, sp, #8\n\t"
+                     "str r4, [sp, #0]\n\t"
+                     "str r5, [sp, #4]\n\t"
+                     "add r1, r0, r1\n\t"
+                     "add lr, r1, r1\n\t"
+                     "sub lr, lr, r0\n\t"
+                     "add r12, r2, r2\n"
+                     "1:\n\t"
+                     "ldm r3!, {r4-r7}\n\t"
+#define TM_DW_TAP(addr)                                                                                      \
+    "ldr r8, " addr "\n\t"                                                                                   \
+    "ldrd r10, r11, [r3], #8\n\t"                                                                            \
+    "sxtb16 r9, r8\n\t"                                                                                      \
+    "sxtb16 r8, r8, ror #8\n\t"                                                                              \
+    "smlabb r4, r9, r10, r4\n\t"                                                                             \
+    "smlatt r6, r9, r10, r6\n\t"                                                                             \
+    "smlabb r5, r8, r11, r5\n\t"                                                                             \
+    "smlatt r7, r8, r11, r7\n\t"
+                     TM_DW_TAP("[r0]") TM_DW_TAP("[r0, r2]") TM_DW_TAP("[r0, r12]") TM_DW_TAP("[r1]")
+                         TM_DW_TAP("[r1, r2]") TM_DW_TAP("[r1, r12]") TM_DW_TAP("[lr]") TM_DW_TAP("[lr, r2]")
+                             TM_DW_TAP("[lr, r12]")
+#undef TM_DW_TAP
+                                 "ldr r8, [sp, #4]\n\t"
+                                 "stm r8!, {r4-r7}\n\t"
+                                 "str r8, [sp, #4]\n\t"
+                                 "add r0, r0, #4\n\t"
+                                 "add r1, r1, #4\n\t"
+                                 "add lr, lr, #4\n\t"
+                                 "ldr r8, [sp, #0]\n\t"
+                                 "subs r8, r8, #1\n\t"
+                                 "str r8, [sp, #0]\n\t"
+                                 "bne 1b\n\t"
+                                 "add sp, sp, #8\n\t"
+                                 "pop {r4-r11, pc}\n");
+}
+#endif
+
+/* The sums of channels [c, c + 4 * nq) of a window given tap by tap (tap[t]: its input pixel). */
+static void dw3x3_sums_taps(const int8_t *const tap[9], int32_t c, const int32_t *w, int32_t nq,
+                            int32_t *sums)
+{
+    for (; nq > 0; nq--, c += 4, w += 22, sums += 4) {
+        int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
+        DW_TAP(tap[0] + c, 0);
+        DW_TAP(tap[1] + c, 1);
+        DW_TAP(tap[2] + c, 2);
+        DW_TAP(tap[3] + c, 3);
+        DW_TAP(tap[4] + c, 4);
+        DW_TAP(tap[5] + c, 5);
+        DW_TAP(tap[6] + c, 6);
+        DW_TAP(tap[7] + c, 7);
+        DW_TAP(tap[8] + c, 8);
+        sums[0] = a0;
+        sums[1] = a1;
+        sums[2] = a2;
+        sums[3] = a3;
+    }
+}
+#undef DW_TAP
+
+/* n outputs of channels c.. from their sums. fast: rnd (shift holds right shifts); full: no clamp but int8's.
+ */
+static inline __attribute__((always_inline)) void dw3x3_requant(const tm_dw3x3_t *p, const int32_t *sums,
+                                                                int32_t c, int32_t n, int8_t *dst,
+                                                                int32_t fast, int32_t full)
+{
+    const int32_t *mult = p->rq.mult + c, *rnd = p->rq.rnd + (fast ? c : 0);
+    const int8_t *shift = p->rq.shift + c;
+    const int32_t lo = p->rq.act_min, hi = p->rq.act_max;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        int32_t v;
+        if (fast) {
+            const int32_t t = tm_smmulr(sums[i], mult[i]);
+            v = tm_ssat8((t + (t >> 31) + rnd[i]) >> shift[i]);
+        } else {
+            v = tm_mbqm(sums[i] >> p->dbl, mult[i], shift[i]) + p->rq.out_zp;
+        }
+        dst[i] = (int8_t)(full ? v : tm_clamp(v, lo, hi));
+    }
+}
+
+enum { DW_GROUP = 4 }; /* four-channel groups summed per call: 64 bytes of sums on the stack */
+
+static inline __attribute__((always_inline)) void
+dw3x3_rows(const tm_dw3x3_t *p, const int8_t *in, int8_t *out, int8_t *ring, int32_t fast, int32_t full)
+{
+    const int32_t c_n = p->win.in_c, h = p->win.in_h, w = p->win.in_w, n = h * w, slots = w + 2, g = p->group;
+    int32_t c0, i;
+    for (c0 = 0; c0 < c_n; c0 += g) { /* channels are independent: one pass per group */
+        int32_t slot = 0, oy = 0, ox = 0;
+        for (i = 0; i < n; i++) {
+            int8_t *dst = ring + slot * g;
+            const int8_t *tap[9];
+            int32_t sums[4 * DW_GROUP];
+            int32_t t, c, interior = oy >= 1 && oy < h - 1 && ox >= 1 && ox < w - 1;
+            if (i >= slots) {
+                tm_copy_words(out + (i - slots) * c_n + c0, dst, g);
+            }
+            if (!interior) {
+                /* Taps outside the input read zero points from this pixel's own ring slot, free now:
+                 * each four channels' taps are read before their outputs are written there. */
+                const uint32_t z = (uint8_t)p->win.in_zp * 0x01010101u;
+                for (t = 0; t < g; t += 4) {
+                    memcpy(dst + t, &z, 4);
+                }
+                for (t = 0; t < 9; t++) {
+                    const int32_t y = oy - 1 + t / 3, x = ox - 1 + t % 3;
+                    tap[t] = y >= 0 && y < h && x >= 0 && x < w ? in + (y * w + x) * c_n + c0 : dst;
+                }
+            }
+            for (c = 0; c < g; c += 4 * DW_GROUP) {
+                const int32_t nq = (g - c) >> 2 < DW_GROUP ? (g - c) >> 2 : DW_GROUP;
+                const int32_t *wq = p->w + 22 * ((c0 + c) >> 2);
+#if defined(__ARM_FEATURE_DSP)
+                if (interior) {
+                    dw3x3_sums(in + ((oy - 1) * w + ox - 1) * c_n + c0 + c, w * c_n, c_n, wq, nq, sums);
+                } else
+#endif
+                {
+                    if (interior) {
+                        const int8_t *q = in + ((oy - 1) * w + ox - 1) * c_n + c0;
+                        for (t = 0; t < 9; t++) {
+                            tap[t] = q + ((t / 3) * w + t % 3) * c_n;
+                        }
+                    }
+                    dw3x3_sums_taps(tap, c, wq, nq, sums);
+                }
+                dw3x3_requant(p, sums, c0 + c, 4 * nq, dst + c, fast, full);
+            }
+            if (++slot == slots) {
+                slot = 0;
+            }
+            if (++ox == w) {
+                ox = 0;
+                oy++;
+            }
+        }
+        for (i = n > slots ? n - slots : 0; i < n; i++) {
+            tm_copy_words(out + i * c_n + c0, ring + (i % slots) * g, g);
+        }
+    }
+}
+
+/*
+ * 3x3 depthwise, stride 1, SAME, in place, one group of channels at a time (they
+ * do not mix): output pixel n is computed into slot n % (in_w + 2) of a ring in
+ * scratch and written to out only when pixel n + in_w + 2 is computed, by when
+ * no later window reads input pixel n (the farthest tap back is n - in_w - 1).
+ */
+void tm_dwconv3x3_s8(const tm_dw3x3_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    if (p->rq.rnd == NULL) {
+        dw3x3_rows(p, in, out, scratch, 0, 0);
+    } else if (p->rq.act_min == -128 && p->rq.act_max == 127) {
+        dw3x3_rows(p, in, out, scratch, 1, 1);
+    } else {
+        dw3x3_rows(p, in, out, scratch, 1, 0);
     }
 }

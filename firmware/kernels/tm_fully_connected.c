@@ -1,4 +1,4 @@
-/* FULLY_CONNECTED, dense and sparse weights. */
+/* FULLY_CONNECTED, dense (8- and 4-bit) and sparse weights. */
 #include "tm_internal.h"
 
 static inline void fc_driver(int32_t rows, int32_t k, int32_t cout, const void *mm, tm_nn_cols_fn cols,
@@ -21,4 +21,9 @@ void tm_fully_connected_s8(const tm_fc_t *p, const int8_t *in, int8_t *out)
 void tm_fully_connected_sparse_s8(const tm_fc_sparse_t *p, const int8_t *in, int8_t *out)
 {
     fc_driver(p->rows, p->mm.k, p->mm.cout, &p->mm, tm_nn_sparse_cols, in, out);
+}
+
+void tm_fully_connected_s4(const tm_fc_t *p, const int8_t *in, int8_t *out)
+{
+    fc_driver(p->rows, p->mm.k, p->mm.cout, &p->mm, tm_nn_dense_cols_w4, in, out);
 }

@@ -62,6 +62,73 @@ static inline int32_t tm_sxtb16_ror8(uint32_t x) { return tm_sxtb16((x >> 8) | (
 #define TM_DSP 0
 #endif
 
+/* A word from any address: one LDR on Cortex-M4, which loads unaligned words. */
+static inline uint32_t tm_read4u(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/*
+ * The int16 pairs the packed kernels multiply (see tm_nn_packed.c): bytes 0 and 2 of a word, and
+ * bytes 1 and 3, sign-extended, the first in the low half (SXTB16 and SXTB16 ROR #8).
+ */
+#if TM_DSP
+static inline int32_t tm_pair_ev(uint32_t x) { return tm_sxtb16(x); }
+static inline int32_t tm_pair_od(uint32_t x) { return tm_sxtb16_ror8(x); }
+#else
+static inline int32_t tm_pair_ev(uint32_t x)
+{
+    return (int32_t)(((uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu) |
+                     ((uint32_t)(int8_t)(x >> 16) << 16));
+}
+static inline int32_t tm_pair_od(uint32_t x) { return tm_pair_ev(x >> 8); }
+#endif
+
+/* acc + the dot product of two int16 pairs (SMLAD). */
+#if TM_DSP
+static inline int32_t tm_pair_dot(int32_t x, int32_t y, int32_t acc) { return tm_smlad(x, y, acc); }
+#else
+static inline int32_t tm_pair_dot(int32_t x, int32_t y, int32_t acc)
+{
+    return acc + (int32_t)(int16_t)(x & 0xffff) * (int16_t)(y & 0xffff) +
+           (int32_t)(int16_t)((uint32_t)x >> 16) * (int16_t)((uint32_t)y >> 16);
+}
+#endif
+
+/* Multiply-accumulate of the low (lo) or high (hi) int16 halves of two pairs: SMLABB, SMLATT. */
+#if TM_DSP
+static inline int32_t tm_mla_lo(int32_t x, int32_t y, int32_t acc) { return tm_smlabb(x, y, acc); }
+static inline int32_t tm_mla_hi(int32_t x, int32_t y, int32_t acc) { return tm_smlatt(x, y, acc); }
+#else
+static inline int32_t tm_mla_lo(int32_t x, int32_t y, int32_t acc)
+{
+    return acc + (int32_t)(int16_t)(x & 0xffff) * (int16_t)(y & 0xffff);
+}
+static inline int32_t tm_mla_hi(int32_t x, int32_t y, int32_t acc)
+{
+    return acc + (int32_t)(int16_t)((uint32_t)x >> 16) * (int16_t)((uint32_t)y >> 16);
+}
+#endif
+
+/* (a * b + 2^31) >> 32, the high word of a product rounded (SMMULR). */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t tm_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline int32_t tm_ssat8(int32_t x) { return __ssat(x, 8); }
+#else
+static inline int32_t tm_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
+}
+static inline int32_t tm_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+#endif
+
 #if TM_DSP
 /* A compiler barrier: keeps GCC from hoisting the next load above it, which
  * would need one register more than the loop has and spill. */
@@ -84,6 +151,9 @@ static inline uint32_t tm_read4(const int8_t *p)
 #else
 #define TM_NOINLINE
 #endif
+
+/* A parameter of a naked (assembly-only) function, which reads it from its register. */
+#define TM_ASM_ARG __attribute__((unused))
 
 /* Callers pass a local copy of the layer's tm_requant_t: the compiler must
  * assume any int8 store may alias the const struct and would reload it. */
@@ -158,10 +228,36 @@ typedef void (*tm_nn_cols_fn)(const void *mm, const int8_t *a, const int8_t *b, 
 
 /* Dense weights, mm a tm_matmul_t. */
 void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b);
+/* Dense 4-bit weights, mm a tm_matmul_t (see tm_kernels.h). */
+void tm_nn_dense_cols_w4(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b);
 /* Sparse weights, mm a tm_sparse_matmul_t. */
 void tm_nn_sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b);
 
-/* ---- Receptive fields (tm_conv_fc.c) and the convolution driver (tm_nn_conv.c) ---- */
+/* Column j of row w of a 4-bit tm_matmul_t (see tm_kernels.h). */
+static inline int32_t tm_nibble_w4(const int8_t *w, int32_t j)
+{
+    static const uint8_t slot[8] = {0, 2, 4, 6, 1, 3, 5, 7}; /* nibble holding column 8g + r */
+    const int32_t i = slot[j & 7];
+    const uint8_t byte = (uint8_t)w[4 * (j >> 3) + (i >> 1)];
+    return (int32_t)(int8_t)((i & 1 ? byte : byte << 4) & 0xf0) >> 4;
+}
+
+/* ---- Packed matrix products (tm_nn_packed.c) ---- */
+
+/* Pixel p's k values, rows runs of run bytes (a multiple of 4) row_step apart, into the packed
+ * activations of three pixels (dst = their start + p); quads past rows * run / 4 up to kq are 0. */
+void tm_nn_pack1(const int8_t *src, int32_t rows, int32_t run, int32_t row_step, int32_t kq, int32_t *dst);
+/* Three pixels at once, each rows runs of run bytes (a multiple of 4) row_step apart. */
+void tm_nn_pack3(const int8_t *const src[3], int32_t rows, int32_t run, int32_t row_step, int32_t kq,
+                 int32_t *dst);
+/* The window packers tm_pack_border and tm_pack_gathered are in tm_kernels.h. */
+/* The 3-pixel by 2-channel product over all cpairs channel pairs: acc gets 6 int32 per pair,
+ * which is 3 per output channel (pixels 0, 1, 2). */
+void tm_nn_mm3x2(const int32_t *a, const int32_t *w, int32_t kp, int32_t cpairs, int32_t *acc);
+/* Requantises n (1..3) pixels' accumulators of a product: pixel p's cout outputs to out + p * out_step. */
+void tm_nn_prequant3(const tm_pmm_t *m, const int32_t *acc, int32_t n, int8_t *out, int32_t out_step);
+
+/* ---- Receptive fields (tm_conv_fc.c) and the convolution drivers (tm_nn_conv.c) ---- */
 
 /*
  * The [k_h][k_w][in_c] field of a window with top-left input pixel (iy0, ix0),
@@ -172,6 +268,9 @@ void tm_nn_sparse_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t 
  * ones only border windows.
  */
 void tm_nn_gather_border(const tm_window_t *g, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *col);
+/* The same a word at a time (tm_nn_packed.c), for windows whose rows are whole words (k_w * in_c a
+ * multiple of 4), without column dilation and no wider than the input. */
+void tm_nn_gather_words(const tm_window_t *g, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *col);
 
 /*
  * Where a convolution's outputs go when it is fused with the FULLY_CONNECTED
@@ -194,7 +293,19 @@ typedef struct {
 } tm_nn_sink_t;
 
 /*
- * Unfused (sink == NULL): outputs go to out, scratch holds two k-byte columns.
+ * Dense convolutions, packed weights (tm_pmm_t): three output pixels at a time, each receptive
+ * field packed straight from the input where it lies inside it and its rows are whole words,
+ * otherwise gathered (padded) into a column first. Unfused (sink == NULL), outputs go to out
+ * (pixels in order, so a 1x1 stride-1 convolution with cout <= in_c may write over its input).
+ * Scratch: [sink state: 4 * fc_cout, 8 * fc_cout with cursors], packed activations 12 * kp
+ * (fused: after each product, the three pixels' requantised outputs if 3 * cout fits, else they
+ * follow), then accumulators 24 * ceil(cout / 2), which a column of 2 * kp bytes shares.
+ */
+void tm_nn_pconv_driver(const tm_window_t *g, const tm_pmm_t *mm, const int8_t *in, int8_t *out,
+                        int8_t *scratch, const tm_nn_sink_t *sink);
+
+/*
+ * Sparse weights, tm_nn_cols_fn. Unfused (sink == NULL): outputs go to out, scratch holds two k-byte columns.
  * Fused: out is the FC output; scratch holds the sink's state (4 * fc_cout
  * bytes, 8 * fc_cout with cursors), the two columns, then a 2 * cout chunk.
  */

@@ -1,10 +1,100 @@
 /*
- * The convolution driver shared by tm_conv.c (plain convolutions) and
+ * The convolution drivers shared by tm_conv.c (plain convolutions) and
  * tm_conv_fc.c (convolutions fused with the fully connected layer they feed):
- * receptive fields gathered two output pixels at a time into contiguous
- * columns, multiplied by a weight encoding's tm_nn_cols_fn (tm_nn_matmul.c).
+ *   tm_nn_pconv_driver, dense (packed) weights: receptive fields packed three
+ *   output pixels at a time, multiplied by tm_nn_mm3x2 (tm_nn_packed.c);
+ *   tm_nn_conv_driver, sparse weights: receptive fields gathered two output
+ *   pixels at a time into contiguous columns, multiplied by a weight encoding's
+ *   tm_nn_cols_fn (tm_nn_matmul.c).
  */
 #include "tm_internal.h"
+
+static void sink_init(const tm_nn_sink_t *sink, int8_t *state)
+{
+    int32_t i;
+    for (i = 0; i < sink->cout; i++) {
+        tm_store32(state + 4 * i, sink->rq->bias[i]);
+        if (sink->row_start != NULL) {
+            tm_store32(state + 4 * (sink->cout + i), sink->row_start[i]);
+        }
+    }
+}
+
+static void sink_finish(const tm_nn_sink_t *sink, const int8_t *state, int8_t *out)
+{
+    int32_t i;
+    for (i = 0; i < sink->cout; i++) {
+        out[i] = tm_nn_requant_cold(sink->rq, i, tm_load32(state + 4 * i));
+    }
+}
+
+/* The window of output pixel i (i = oy * out_w + ox) if it lies inside the input, else NULL. */
+static inline const int8_t *window_at(const tm_window_t *g, const int8_t *in, int32_t i)
+{
+    const int32_t oy = i / g->out_w, iy0 = oy * g->stride_h - g->pad_h;
+    const int32_t ix0 = (i - oy * g->out_w) * g->stride_w - g->pad_w;
+    if (iy0 < 0 || ix0 < 0 || iy0 + (g->k_h - 1) * g->dil_h >= g->in_h || ix0 + g->k_w > g->in_w) {
+        return NULL;
+    }
+    return in + (iy0 * g->in_w + ix0) * g->in_c;
+}
+
+void tm_nn_pconv_driver(const tm_window_t *g, const tm_pmm_t *mm, const int8_t *in, int8_t *out,
+                        int8_t *scratch, const tm_nn_sink_t *sink)
+{
+    const int32_t kp = mm->kp, cout = mm->cout, cpairs = (cout + 1) >> 1, n = g->out_h * g->out_w;
+    const tm_pack_fn edge = mm->edge;
+    const int32_t direct = ((g->k_w * g->in_c) & 3) == 0 && g->dil_w == 1;
+    int8_t *state = scratch, *chunk;
+    int32_t *packed, *acc;
+    int32_t i, p;
+    const int32_t *w = mm->w;
+    if (sink != NULL) {
+        sink_init(sink, state);
+        scratch += (sink->row_start != NULL ? 8 : 4) * sink->cout;
+    }
+    if (mm->unpack != NULL) { /* 4-bit weights: unpacked once per call, ahead of the rest */
+        mm->unpack(mm, (int32_t *)(void *)scratch);
+        w = (const int32_t *)(void *)scratch;
+        scratch += (8 + 8 * kp) * cpairs;
+    }
+    /* The column is only used while packing, the accumulators only after, so they share bytes; the
+     * chunk of requantised outputs is written after the product, into the packed activations
+     * (after the accumulators if it does not fit there). */
+    packed = (int32_t *)(void *)scratch;
+    acc = packed + 3 * kp;
+    chunk = 3 * cout <= 12 * kp ? (int8_t *)packed
+                                : (int8_t *)acc + (24 * cpairs > 2 * kp ? 24 * cpairs : 2 * kp);
+    for (i = 0; i < n; i += 3) {
+        const int32_t m = n - i < 3 ? n - i : 3;
+        const int8_t *src[3];
+        /* Three windows inside the input with rows of whole words at once (edge NULL: every window
+         * is); otherwise each by the layer's packer. Past the last pixel any readable window will
+         * do: its outputs are dropped. */
+        for (p = 0; p < 3; p++) {
+            src[p] = direct ? window_at(g, in, i + (p < m ? p : 0)) : NULL;
+        }
+        if (src[0] != NULL && src[1] != NULL && src[2] != NULL) {
+            tm_nn_pack3(src, g->k_h, g->k_w * g->in_c, g->dil_h * g->in_w * g->in_c, kp >> 1, packed);
+        } else {
+            for (p = 0; p < m; p++) {
+                const int32_t oy = (i + p) / g->out_w, ox = i + p - oy * g->out_w;
+                edge(g, in, oy * g->stride_h - g->pad_h, ox * g->stride_w - g->pad_w, kp >> 1, packed + p,
+                     (int8_t *)acc);
+            }
+        }
+        tm_nn_mm3x2(packed, w, kp, cpairs, acc);
+        if (sink == NULL) {
+            tm_nn_prequant3(mm, acc, m, out + i * cout, cout);
+        } else {
+            tm_nn_prequant3(mm, acc, m, chunk, cout);
+            sink->accumulate(sink->mm, i * cout, m * cout, chunk, state);
+        }
+    }
+    if (sink != NULL) {
+        sink_finish(sink, state, out);
+    }
+}
 
 /* Per-layer constants of receptive-field gathering, hoisted out of the pixel loop. */
 typedef struct {
@@ -63,12 +153,7 @@ void tm_nn_conv_driver(const tm_window_t *g, int32_t k, int32_t cout, const void
     tm_interior(g->pad_h, g->stride_h, (g->k_h - 1) * g->dil_h + 1, g->in_h, g->out_h, &f.y_lo, &f.y_hi);
     tm_interior(g->pad_w, g->stride_w, (g->k_w - 1) * g->dil_w + 1, g->in_w, g->out_w, &f.x_lo, &f.x_hi);
     if (sink != NULL) {
-        for (i = 0; i < sink->cout; i++) {
-            tm_store32(state + 4 * i, sink->rq->bias[i]);
-            if (sink->row_start != NULL) {
-                tm_store32(state + 4 * (sink->cout + i), sink->row_start[i]);
-            }
-        }
+        sink_init(sink, state);
         scratch += (sink->row_start != NULL ? 8 : 4) * sink->cout;
         dst = scratch + 2 * k;
     }
@@ -95,7 +180,7 @@ void tm_nn_conv_driver(const tm_window_t *g, int32_t k, int32_t cout, const void
             sink->accumulate(sink->mm, i * cout, (b != NULL ? 2 : 1) * cout, dst, state);
         }
     }
-    for (i = 0; sink != NULL && i < sink->cout; i++) {
-        out[i] = tm_nn_requant_cold(sink->rq, i, tm_load32(state + 4 * i));
+    if (sink != NULL) {
+        sink_finish(sink, state, out);
     }
 }

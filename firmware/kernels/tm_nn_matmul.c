@@ -95,6 +95,26 @@ int32_t tm_nn_dot_1x1(const int8_t *w, const int8_t *a, int32_t k, int32_t acc)
     return acc;
 }
 
+/* 4-bit weights (see tm_kernels.h): one product at a time. */
+void tm_nn_dense_cols_w4(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b)
+{
+    const tm_matmul_t *m = (const tm_matmul_t *)mm;
+    int32_t c, j;
+    for (c = 0; c < m->cout; c++) {
+        const int8_t *row = m->w + c * (m->k >> 1);
+        int32_t acc_a = m->rq.bias[c], acc_b = m->rq.bias[c];
+        for (j = 0; j < m->k; j++) {
+            const int32_t v = tm_nibble_w4(row, j);
+            acc_a += v * a[j];
+            acc_b += b != NULL ? v * b[j] : 0;
+        }
+        out_a[c] = tm_nn_requant_cold(&m->rq, c, acc_a);
+        if (b != NULL) {
+            out_b[c] = tm_nn_requant_cold(&m->rq, c, acc_b);
+        }
+    }
+}
+
 void tm_nn_dense_cols(const void *mm, const int8_t *a, const int8_t *b, int8_t *out_a, int8_t *out_b)
 {
     const tm_matmul_t *m = (const tm_matmul_t *)mm;

@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, TinyMightyError
 
-class UnsupportedModelError(ValueError):
+
+class UnsupportedModelError(TinyMightyError, ValueError):
     """The model uses an operator, tensor type or layout the generator cannot compile."""
+
+
+# What a file that is not a .tflite usually is, by its first bytes.
+_MAGIC = {b"\x89HDF": "an HDF5 file (a Keras .h5 model?)", b"PK\x03\x04": "a zip file (a Keras .keras model?)"}
+_PARSE_ERRORS = (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError)
+
+
+def verify_tflite(path: Path, data: bytes) -> None:
+    """Size-checked structural check of a .tflite flatbuffer before anything reads it: the file identifier,
+    the root table inside the file, and (after parsing, in read_graph) every index within its vector.
+    Raises InputError naming the file and what to do."""
+    redo = "regenerate it (delete it and rerun the workflow, which converts the model again)"
+    if not data:
+        raise InputError(f"{path}: the .tflite file is empty (0 bytes), e.g. from an interrupted conversion; {redo}")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        what = next((v for k, v in _MAGIC.items() if data.startswith(k)), f"{len(data)} bytes starting {data[:8]!r}")
+        raise InputError(
+            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier at byte 4; it is {what}); the code generator "
+            "takes the int8 .tflite the workflow's convert step writes, so convert the model first"
+        )
+    root = struct.unpack_from("<I", data)[0]
+    if not 8 <= root <= len(data) - 4:
+        raise InputError(
+            f"{path}: truncated or corrupt .tflite (root table at {root}, file has {len(data)} bytes); {redo}"
+        )
+
+
+def _check_indices(path, model) -> None:
+    """Every tensor, buffer and operator-code index the graph uses points inside its vector."""
+    sg = model.subgraphs[0]
+    n_tensors, n_buffers, n_codes = len(sg.tensors or []), len(model.buffers or []), len(model.operatorCodes or [])
+    problems = [
+        f"tensor {i} uses buffer {t.buffer} of {n_buffers}"
+        for i, t in enumerate(sg.tensors or [])
+        if not 0 <= t.buffer < max(n_buffers, 1)
+    ]
+    for i, o in enumerate(sg.operators or []):
+        if not 0 <= o.opcodeIndex < n_codes:
+            problems.append(f"operator {i} uses operator code {o.opcodeIndex} of {n_codes}")
+        bad = [
+            j
+            for j in [*(o.inputs if o.inputs is not None else []), *(o.outputs if o.outputs is not None else [])]
+            if not -1 <= j < n_tensors
+        ]
+        if bad:
+            problems.append(f"operator {i} uses tensors {bad} of {n_tensors}")
+    io = [
+        j
+        for j in [*(sg.inputs if sg.inputs is not None else []), *(sg.outputs if sg.outputs is not None else [])]
+        if not 0 <= j < n_tensors
+    ]
+    if io:
+        problems.append(f"the model's inputs/outputs name tensors {io} of {n_tensors}")
+    if problems:
+        raise InputError(f"{path}: corrupt .tflite: {'; '.join(problems[:3])}; regenerate it")
 
 
 def _schema():
@@ -73,8 +131,23 @@ class Graph:
 
 
 def read_graph(path: Path) -> Graph:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the model ({err.strerror or err}); check the path") from err
+    verify_tflite(path, data)
     schema_fb, flatbuffer_utils = _schema()
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    try:
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    except _PARSE_ERRORS as err:
+        raise InputError(
+            f"{path}: truncated or corrupt .tflite ({len(data)} bytes; reading it failed: {type(err).__name__}: "
+            f"{err}); regenerate it (delete it and rerun the workflow)"
+        ) from err
+    if not model.subgraphs:
+        raise InputError(f"{path}: the .tflite has no subgraph; regenerate it")
+    _check_indices(path, model)
     if len(model.subgraphs) != 1:
         raise UnsupportedModelError(f"{path}: {len(model.subgraphs)} subgraphs, only 1 is supported")
     op_names = _enum_names(schema_fb.BuiltinOperator)
@@ -96,10 +169,16 @@ def read_graph(path: Path) -> Graph:
         content = buffer_bytes(model.buffers[t.buffer]) if t.buffer else None
         data = None
         if content is not None and type_name in _NP_TYPES:
-            data = np.frombuffer(content, _NP_TYPES[type_name]).reshape(shape)
+            try:
+                data = np.frombuffer(content, _NP_TYPES[type_name]).reshape(shape)
+            except ValueError as err:
+                raise InputError(
+                    f"{path}: corrupt .tflite: tensor {i} holds {len(content)} bytes, which is not {type_name} of "
+                    f"shape {shape}; regenerate it"
+                ) from err
         elif content is not None:  # e.g. packed INT4: raw bytes, rejected by the op's type check
             data = np.frombuffer(content, np.uint8)
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        name = t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
         tensors.append(Tensor(i, name, type_name, shape, scales, zps, data))
 
     ops = []
@@ -108,7 +187,7 @@ def read_graph(path: Path) -> Graph:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         name = op_names.get(builtin, str(builtin))
         if name == "CUSTOM":
-            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            custom = code.customCode.decode(errors="replace") if isinstance(code.customCode, bytes) else code.customCode
             name = f"CUSTOM({custom})"
         inputs = [tensors[j] if j >= 0 else None for j in o.inputs]
         outputs = [tensors[j] for j in o.outputs]

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import packing
 from .arithmetic import activation_range, out_size, padding, quantize_multiplier, softmax_params
 from .flatbuffer import Graph, Op, Tensor, UnsupportedModelError, data_inputs, live_ops
 
@@ -42,6 +43,24 @@ class CArray:
 
 
 @dataclass
+class CStructArray:
+    """A const array of C structs (fields: C expressions, e.g. a number or an address in another array);
+    every field is one 32-bit word on the target."""
+
+    name: str
+    ctype: str
+    rows: list[dict]
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * sum(len(r) for r in self.rows)
+
+    def render(self) -> str:
+        body = ",\n    ".join("{" + ", ".join(f".{k} = {v}" for k, v in r.items()) + "}" for r in self.rows)
+        return f"static const {self.ctype} {self.name}[{len(self.rows)}] TM_ALIGN(4) = {{\n    {body}\n}};\n"
+
+
+@dataclass
 class Step:
     """One kernel call in tm_invoke()."""
 
@@ -57,6 +76,7 @@ class Step:
     encoding: WeightEncoding | None = None
     substructs: list[tuple[str, str, dict]] = field(default_factory=list)  # (type, name, fields)
     fused: list[Step] = field(default_factory=list)  # the steps this one replaces
+    inplace: bool = False  # the kernel may write its output over its (first) input
 
 
 class _OpContext:
@@ -97,15 +117,26 @@ def c_name(op: Op) -> str:
     return f"op{op.index}"
 
 
-def _requant(
+@dataclass
+class _Requant:
+    """A conv/FC layer's requantisation, as TFLM computes it at prepare time."""
+
+    folded: np.ndarray  # int64 biases with the input zero point folded in
+    mults: np.ndarray
+    shifts: np.ndarray
+    out_zp: int
+    act_min: int
+    act_max: int
+
+
+def _rq_numbers(
     ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, out_t: Tensor, w_by_channel: np.ndarray, act: int
-) -> tuple[list[CArray], dict]:
+) -> _Requant:
     """Per-channel multipliers and zero-point-folded biases for a conv/FC layer.
 
     w_by_channel is [cout][k]: the folded bias is bias - in_zp * sum(w), which
     lets the kernels multiply raw int8 inputs and feed padding the zero point.
     """
-    prefix = c_name(ctx.op)
     cout = w_by_channel.shape[0]
     scales = np.broadcast_to(w_t.scales, (cout,))
     # PopulateConvolutionQuantizationParams / CalculateOpDataFullyConnected, in double.
@@ -119,20 +150,54 @@ def _requant(
     if np.abs(folded).max(initial=0) >= 2**31:
         ctx.fail("bias with the input zero point folded in overflows int32")
     lo, hi = activation_range(act, out_t.scale, out_t.zero_point)
+    return _Requant(folded, np.asarray(mults, np.int64), np.asarray(shifts, np.int64), out_t.zero_point, lo, hi)
+
+
+def _requant(
+    ctx: _OpContext, in_t: Tensor, w_t: Tensor, bias_t: Tensor | None, out_t: Tensor, w_by_channel: np.ndarray, act: int
+) -> tuple[list[CArray], dict]:
+    """tm_requant_t: the folded biases, multipliers and shifts as const arrays, and the struct."""
+    prefix = c_name(ctx.op)
+    r = _rq_numbers(ctx, in_t, w_t, bias_t, out_t, w_by_channel, act)
     arrays = [
-        CArray(f"{prefix}_bias", folded.astype(np.int32)),
-        CArray(f"{prefix}_mult", np.asarray(mults, np.int32)),
-        CArray(f"{prefix}_shift", np.asarray(shifts, np.int8)),
+        CArray(f"{prefix}_bias", r.folded.astype(np.int32)),
+        CArray(f"{prefix}_mult", r.mults.astype(np.int32)),
+        CArray(f"{prefix}_shift", r.shifts.astype(np.int8)),
     ]
     rq = {
         "bias": f"{prefix}_bias",
         "mult": f"{prefix}_mult",
         "shift": f"{prefix}_shift",
-        "out_zp": out_t.zero_point,
-        "act_min": lo,
-        "act_max": hi,
+        "out_zp": r.out_zp,
+        "act_min": r.act_min,
+        "act_max": r.act_max,
     }
     return arrays, rq
+
+
+def _packed_requant(prefix: str, r: _Requant, bound: np.ndarray, dbl: int) -> tuple[list[CArray], dict]:
+    """tm_prq_t: multipliers, shifts and, where the fast form is exact, its rounding constants (and the
+    shifts as right shifts)."""
+    rnd = packing.fast_rounding(r.shifts, r.out_zp, bound, dbl)
+    arrays = [CArray(f"{prefix}_mult", r.mults.astype(np.int32))]
+    if rnd is not None:  # the fast form shifts right by e = -shift: stored as such
+        arrays.append(CArray(f"{prefix}_rnd", rnd))
+    arrays.append(CArray(f"{prefix}_shift", (r.shifts if rnd is None else -r.shifts).astype(np.int8)))
+    rq = {
+        "mult": f"{prefix}_mult",
+        "rnd": f"{prefix}_rnd" if rnd is not None else "NULL",
+        "shift": f"{prefix}_shift",
+        "out_zp": r.out_zp,
+        "act_min": r.act_min,
+        "act_max": r.act_max,
+    }
+    return arrays, rq
+
+
+def pconv_scratch(kp: int, cout: int) -> int:
+    """tm_nn_pconv_driver's own scratch: packed activations of three pixels, then their accumulators,
+    which a padded receptive field (2 * kp bytes) shares."""
+    return 12 * kp + max(24 * ((cout + 1) // 2), 2 * kp)
 
 
 @dataclass
@@ -181,21 +246,60 @@ def sparse_weights(prefix: str, w2d: np.ndarray) -> WeightEncoding:
     )
 
 
+def packed_weights(
+    prefix: str, w2d: np.ndarray, r: _Requant, int4: np.ndarray | None = None
+) -> tuple[WeightEncoding, list[CArray]]:
+    """tm_pmm_t: a dense [cout][k] matrix packed into int16 pairs with its biases (packing.packed_matmul),
+    doubled where exact; returns the encoding (fields: the struct) and the requantisation arrays. int4:
+    TFLite's packed bytes of 4-bit weights, kept as they are (encoding "int4"), with the biases beside
+    them; the kernel unpacks them into its scratch (packed_scratch)."""
+    bound = packing.acc_bound(r.folded, w2d)
+    dbl = packing.doubling(bound)
+    stream, kp = packing.packed_matmul(w2d, r.folded, dbl)
+    rq_arrays, rq = _packed_requant(prefix, r, bound, dbl)
+    fields = {"k": w2d.shape[1], "kp": kp, "cout": w2d.shape[0], "dbl": dbl}
+    if int4 is None:
+        w = CArray(f"{prefix}_pw", stream)
+        enc = WeightEncoding("dense", [w], {"w": w.name, **fields, "rq": rq}, float(np.mean(w2d == 0)), w2d)
+    else:
+        w4 = CArray(f"{prefix}_w4", np.asarray(int4, np.uint8))
+        bias = CArray(f"{prefix}_bias", (r.folded * (2 if dbl else 1)).astype(np.int32))
+        fields = {"w": "NULL", **fields, "w4": w4.name, "bias": bias.name, "unpack": "tm_unpack_w4", "rq": rq}
+        enc = WeightEncoding("int4", [w4, bias], fields, float(np.mean(w2d == 0)), w2d)
+    return enc, rq_arrays
+
+
+def packed_scratch(fields: dict) -> int:
+    """Scratch a packed product needs beyond pconv_scratch: the unpacked stream of 4-bit weights."""
+    return (8 + 8 * fields["kp"]) * ((fields["cout"] + 1) // 2) if fields.get("w4") else 0
+
+
+def _sparse_wanted(ctx: _OpContext, w2d: np.ndarray) -> bool:
+    if _int4(ctx.op):  # 4-bit weights stay packed: sparse storage would take more bytes
+        return False
+    sparsity = float(np.mean(w2d == 0))
+    return ctx.sparse_threshold is not None and sparsity > ctx.sparse_threshold and w2d.shape[1] <= 1 << 16
+
+
 def encode_weights(ctx: _OpContext, w2d: np.ndarray) -> WeightEncoding:
     """Sparse when the layer's fraction of zero weights is above the threshold."""
-    sparsity = float(np.mean(w2d == 0))
-    if ctx.sparse_threshold is not None and sparsity > ctx.sparse_threshold and w2d.shape[1] <= 1 << 16:
+    if _sparse_wanted(ctx, w2d):
         return sparse_weights(c_name(ctx.op), w2d)
     return dense_weights(c_name(ctx.op), w2d)
 
 
 def _weights(ctx: _OpContext, t: Tensor | None, ndim: int) -> np.ndarray:
-    ctx.types(t, "INT8", role="filter")
+    """The filter as int8 values (INT4 filters unpacked: their packed bytes stay in t.data)."""
+    ctx.types(t, "INT8", "INT4", role="filter")
     if t.data is None or len(t.shape) != ndim:
         ctx.fail("filter must be a constant tensor of rank %d" % ndim)
     if np.any(t.zero_points != 0):
         ctx.fail("filter is not symmetrically quantised")
-    return t.data
+    return packing.int4_values(t.data, t.shape) if t.type == "INT4" else t.data
+
+
+def _int4(op: Op) -> bool:
+    return op.inputs[1] is not None and op.inputs[1].type == "INT4"
 
 
 def _bias(ctx: _OpContext, op: Op) -> Tensor | None:
@@ -242,6 +346,7 @@ _MATMUL_KERNELS = {
     ("CONV_2D", "sparse"): ("tm_conv2d_sparse_s8", "tm_conv_sparse_t"),
     ("FULLY_CONNECTED", "dense"): ("tm_fully_connected_s8", "tm_fc_t"),
     ("FULLY_CONNECTED", "sparse"): ("tm_fully_connected_sparse_s8", "tm_fc_sparse_t"),
+    ("FULLY_CONNECTED", "int4"): ("tm_fully_connected_s4", "tm_fc_t"),
 }
 
 
@@ -254,28 +359,61 @@ def _conv_operands(ctx: _OpContext, op: Op) -> tuple[Tensor, Tensor, np.ndarray,
     return in_t, out_t, w, _window(ctx, in_t, out_t, w.shape[1], w.shape[2], op.options)
 
 
+def _window_packer(win: dict) -> str:
+    """tm_pmm_t.edge: how tm_nn_pconv_driver packs the windows it cannot take straight from the input
+    (which needs rows of whole words, k_w * in_c a multiple of 4, no column dilation, and the window
+    inside the input): tm_pack_border for windows crossing the border, tm_pack_gathered for all of
+    them when rows are not whole words or a window is wider than the input, NULL when every window
+    is taken straight."""
+    if (win["k_w"] * win["in_c"]) % 4 or win["dil_w"] != 1 or win["k_w"] > win["in_w"]:
+        return "tm_pack_gathered"
+    span_h, span_w = (win["k_h"] - 1) * win["dil_h"] + 1, win["k_w"]
+    last_y = (win["out_h"] - 1) * win["stride_h"] - win["pad_h"] + span_h
+    last_x = (win["out_w"] - 1) * win["stride_w"] - win["pad_w"] + span_w
+    inside = win["pad_h"] == win["pad_w"] == 0 and last_y <= win["in_h"] and last_x <= win["in_w"]
+    return "NULL" if inside else "tm_pack_border"
+
+
 def _lower_conv(ctx: _OpContext, op: Op) -> Step:
+    """Dense weights: packed (tm_pmm_t), and in place when the convolution is 1x1, stride 1, unpadded and
+    produces no more channels than it reads. Sparse weights: tm_sparse_matmul_t."""
     in_t, out_t, w, win = _conv_operands(ctx, op)
     cout, k_h, k_w, w_in_c = w.shape
     if w_in_c != win["in_c"]:
         ctx.fail("grouped convolution is not supported")
     w2d = w.reshape(cout, -1)
-    arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, w2d, ctx.activation(op.options))
-    enc = encode_weights(ctx, w2d)
     k = k_h * k_w * w_in_c
-    kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
+    macs = win["out_h"] * win["out_w"] * cout * k
+    if _sparse_wanted(ctx, w2d):
+        arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, w2d, ctx.activation(op.options))
+        enc = sparse_weights(c_name(op), w2d)
+        kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
+        struct = {"win": win, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}}
+        return Step(op, kernel, [in_t], out_t, enc.arrays + arrays, struct_type, struct, 2 * k, macs, enc)
+    r = _rq_numbers(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, w2d, ctx.activation(op.options))
+    enc, rq_arrays = packed_weights(c_name(op), w2d, r, op.inputs[1].data if _int4(op) else None)
+    enc.fields["edge"] = _window_packer(win)
+    pointwise = (k_h, k_w, win["stride_h"], win["stride_w"], win["pad_h"], win["pad_w"]) == (1, 1, 1, 1, 0, 0)
     return Step(
         op,
-        kernel,
+        "tm_conv2d_s8",
         [in_t],
         out_t,
-        enc.arrays + arrays,
-        struct_type,
-        {"win": win, "mm": {**enc.fields, "k": k, "cout": cout, "rq": rq}},
-        scratch=2 * k,
-        macs=win["out_h"] * win["out_w"] * cout * k,
+        enc.arrays + rq_arrays,
+        "tm_conv_t",
+        {"win": win, "mm": enc.fields},
+        scratch=packed_scratch(enc.fields) + pconv_scratch(enc.fields["kp"], cout),
+        macs=macs,
         encoding=enc,
+        inplace=pointwise and cout <= win["in_c"],
     )
+
+
+def _dw3x3_fits(win: dict, cout: int) -> bool:
+    """tm_dwconv3x3_s8's shape: 3x3, stride and dilation 1, SAME (pad 1), multiplier 1, channels by 4."""
+    shape = (win["k_h"], win["k_w"], win["stride_h"], win["stride_w"], win["dil_h"], win["dil_w"])
+    same = (win["pad_h"], win["pad_w"], win["out_h"], win["out_w"]) == (1, 1, win["in_h"], win["in_w"])
+    return shape == (3, 3, 1, 1, 1, 1) and same and cout == win["in_c"] and cout % 4 == 0
 
 
 def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
@@ -284,6 +422,32 @@ def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
     if cout % win["in_c"]:
         ctx.fail("output channels are not a multiple of input channels")
     taps_by_channel = w.reshape(k_h * k_w, cout).T
+    macs = win["out_h"] * win["out_w"] * cout * k_h * k_w
+    if _dw3x3_fits(win, cout):
+        # Channels per pass over the image: all of them (one pass is the fastest; fewer per pass would
+        # shrink the ring of in_w + 2 output pixels, but the pointwise scratch is then the peak anyway).
+        group = cout
+        r = _rq_numbers(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, taps_by_channel, ctx.activation(op.options))
+        bound = packing.acc_bound(r.folded, taps_by_channel)
+        dbl = packing.doubling(bound)
+        stream = CArray(f"{c_name(op)}_pw", packing.packed_dw3x3(taps_by_channel, r.folded, dbl))
+        rq_arrays, rq = _packed_requant(c_name(op), r, bound, dbl)
+        enc = WeightEncoding(
+            "dense", [stream], {"w": stream.name}, float(np.mean(taps_by_channel == 0)), taps_by_channel
+        )
+        return Step(
+            op,
+            "tm_dwconv3x3_s8",
+            [in_t],
+            out_t,
+            [stream] + rq_arrays,
+            "tm_dw3x3_t",
+            {"win": win, "w": stream.name, "dbl": dbl, "group": group, "rq": rq},
+            scratch=(win["in_w"] + 2) * group,
+            macs=macs,
+            encoding=enc,
+            inplace=True,
+        )
     arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, taps_by_channel, ctx.activation(op.options))
     enc = dense_weights(c_name(op), w.reshape(k_h * k_w, cout))  # [tap][channel], not a matmul
     return Step(
@@ -295,7 +459,7 @@ def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
         "tm_dwconv_t",
         {"win": win, "depth_mult": cout // win["in_c"], "w": enc.fields["w"], "rq": rq},
         scratch=k_h * k_w * win["in_c"],
-        macs=win["out_h"] * win["out_w"] * cout * k_h * k_w,
+        macs=macs,
         encoding=enc,
     )
 
@@ -310,7 +474,13 @@ def _lower_fc(ctx: _OpContext, op: Op) -> Step:
     if in_t.size % k:
         ctx.fail(f"input size {in_t.size} is not a multiple of {k}")
     arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, w, ctx.activation(op.options))
-    enc = encode_weights(ctx, w)
+    if _int4(op):
+        if k % 8:
+            ctx.fail(f"4-bit weights need k a multiple of 8, got {k}")
+        w4 = CArray(f"{c_name(op)}_w4", packing.fc_int4(w))
+        enc = WeightEncoding("int4", [w4], {"w": w4.name}, float(np.mean(w == 0)), w)
+    else:
+        enc = encode_weights(ctx, w)
     rows = in_t.size // k
     kernel, struct_type = _MATMUL_KERNELS[op.name, enc.kind]
     return Step(
@@ -405,6 +575,17 @@ def _lower_softmax(ctx: _OpContext, op: Op) -> Step:
     )
 
 
+def _lower_quantize(ctx: _OpContext, op: Op) -> Step:
+    """QUANTIZE from int8 to int8, a rescale (TFLite's Requantize), elementwise: in place."""
+    ctx.int8_io()
+    in_t, out_t = op.inputs[0], op.outputs[0]
+    mult, shift = quantize_multiplier(float(in_t.scale) / float(out_t.scale))
+    if shift > 31:
+        ctx.fail("requantisation multiplier is out of range")
+    struct = {"size": out_t.size, "in_zp": in_t.zero_point, "out_zp": out_t.zero_point, "mult": mult, "shift": shift}
+    return Step(op, "tm_requantize_s8", [in_t], out_t, [], "tm_requantize_t", struct, inplace=True)
+
+
 def _lower_reshape(ctx: _OpContext, op: Op) -> Step:
     ctx.int8_io()
     if op.inputs[0].size != op.outputs[0].size:
@@ -421,6 +602,7 @@ LOWERINGS: dict[str, Callable[[_OpContext, Op], Step]] = {
     "ADD": _lower_add,
     "SOFTMAX": _lower_softmax,
     "RESHAPE": _lower_reshape,
+    "QUANTIZE": _lower_quantize,
 }
 
 

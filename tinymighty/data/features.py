@@ -6,8 +6,25 @@ applied to the training split only; silence samples always get background noise,
 
 import numpy as np
 
+from ..errors import InputError
 from .audio import fit_length, read_wav
 from .prepare import SILENCE
+
+
+def check_framing(cfg) -> None:
+    """Window and stride the frontends can take; the TF micro frontend aborts the process (SIGABRT) on a
+    stride longer than its window and only takes whole milliseconds."""
+    window, stride = cfg["window_ms"], cfg["stride_ms"]
+    if stride > window:
+        raise InputError(
+            f"features.stride_ms ({stride}) is longer than features.window_ms ({window}): frames would skip audio "
+            "(and the micro frontend crashes); use a stride no longer than the window, e.g. 30 / 20"
+        )
+    if cfg["kind"] == "micro" and (window != int(window) or stride != int(stride)):
+        raise InputError(
+            f"features.window_ms ({window}) and features.stride_ms ({stride}) must be whole milliseconds for "
+            "the micro frontend; round them"
+        )
 
 
 def frame_count(cfg) -> int:
@@ -22,25 +39,12 @@ def feature_shape(cfg):
 
 
 def _micro(batch: np.ndarray, cfg) -> np.ndarray:
-    from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op as frontend
+    """TF's audio micro frontend as the firmware computes it: the C in firmware/features/, equal bit for
+    bit to TF's AudioMicrofrontend op (tests/test_frontend.py), scaled by 10/256 as TF's micro_speech
+    training does. One definition serves the host's features and the device's."""
+    from .micro_frontend import extract
 
-    from ..tfutil import tf
-
-    def one(audio):
-        return frontend.audio_microfrontend(
-            audio,
-            sample_rate=cfg["sample_rate"],
-            window_size=int(cfg["window_ms"]),
-            window_step=int(cfg["stride_ms"]),
-            num_channels=cfg["channels"],
-            out_scale=1,
-            out_type=tf.float32,
-        )
-
-    pcm = tf.constant(np.clip(np.round(batch * 32768.0), -32768, 32767).astype(np.int16))
-    out = tf.map_fn(one, pcm, fn_output_signature=tf.TensorSpec(feature_shape(cfg), tf.float32))
-    # TF's micro_speech training scales the frontend's 0..~670 range by 10/256, into roughly 0..26.
-    return out.numpy() * (10.0 / 256.0)
+    return extract(batch, cfg)
 
 
 def _librosa(batch: np.ndarray, cfg, kind: str) -> np.ndarray:
@@ -63,6 +67,7 @@ def _librosa(batch: np.ndarray, cfg, kind: str) -> np.ndarray:
 def extract(batch: np.ndarray, cfg) -> np.ndarray:
     """(N, samples) float audio -> (N, frames, channels) float32 features."""
     kind = cfg["kind"]
+    check_framing(cfg)
     if kind == "micro":
         return _micro(batch, cfg)
     if kind in ("logmel", "mfcc"):
@@ -81,6 +86,10 @@ def load_audio(index, split, aug, sample_rate, clip_ms, seed, copies=1, progress
     background = [read_wav(data_dir / b, sample_rate) for b in index["background"]]
     labels = index["labels"]
     entries = index["splits"][split]
+    if not entries:
+        raise InputError(
+            f"the {split} split of {data_dir} is empty in the index; rerun the prepare step and read its log"
+        )
     cache = {}
     audio, y = [], []
     for _copy in range(copies if training else 1):
@@ -89,7 +98,9 @@ def load_audio(index, split, aug, sample_rate, clip_ms, seed, copies=1, progress
                 fg = np.zeros(n, np.float32)
             else:
                 if e["file"] not in cache:
-                    cache[e["file"]] = fit_length(read_wav(data_dir / e["file"], sample_rate), n)
+                    # A clip longer than clip_ms starts at the offset prepare chose (data.long_clips).
+                    clip = read_wav(data_dir / e["file"], sample_rate)[e.get("offset", 0) :]
+                    cache[e["file"]] = fit_length(clip, n)
                 fg = cache[e["file"]]
             if training and aug["time_shift_ms"] > 0:
                 shift_max = int(sample_rate * aug["time_shift_ms"] / 1000)

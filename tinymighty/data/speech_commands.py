@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
+import socket
 import tarfile
+import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path
 
+from ..errors import InputError
 from .layout import BACKGROUND_DIR, _check_target, _remove, _replace_dir
+
+# Seconds without a byte from the server (connecting, or mid-download) before the download is abandoned.
+DOWNLOAD_STALL_SECONDS = 15
+# What tarfile raises on a truncated or damaged .tar.gz (a matching sha256 only proves it is the file named).
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 
 def _looks_like_speech_commands(root: Path) -> bool:
@@ -49,22 +59,30 @@ def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
     elif not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         bad = "has an unsupported type"
     if bad:
-        raise ValueError(f"refusing to extract {archive}: member {name!r} {bad}; the archive is unsafe or corrupt")
+        raise InputError(f"refusing to extract {archive}: member {name!r} {bad}; the archive is unsafe or corrupt")
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
     dest = dest.resolve()
     dest.mkdir(parents=True)
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        for m in members:
-            _check_member(m, dest, archive)
-        # Python's own 'data' filter (3.12, backported to 3.11.4) also strips permissions bits
-        # such as setuid; our checks above give clearer messages and cover older Pythons.
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members=members, filter="data")
-        else:
-            tar.extractall(dest, members=members)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for m in members:
+                _check_member(m, dest, archive)
+            # Python's own 'data' filter (3.12, backported to 3.11.4) also strips permissions bits
+            # such as setuid; our checks above give clearer messages and cover older Pythons.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=members, filter="data")
+            else:
+                tar.extractall(dest, members=members)
+    except _ARCHIVE_ERRORS as err:
+        if isinstance(err, OSError) and not isinstance(err, EOFError) and err.errno is not None:
+            raise  # a disk problem (full, permissions), not the archive's
+        raise InputError(
+            f"{archive} is truncated or corrupt ({type(err).__name__}: {err}); nothing was extracted. Download or "
+            "copy it again (a matching sha256 only proves it is the file whose checksum you configured)"
+        ) from err
 
 
 def _sha256(path: Path) -> str:
@@ -80,10 +98,10 @@ def _download(url: str, sha256: str, target: Path, say) -> None:
     part = target.with_name(target.name + ".part")
     h = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+        with _open_url(url) as response, open(part, "wb") as f:
             size = int(response.headers.get("Content-Length") or 0)
             done, shown = 0, -1
-            for block in iter(lambda: response.read(1 << 20), b""):
+            for block in iter(lambda: _read_block(response, url), b""):
                 f.write(block)
                 h.update(block)
                 done += len(block)
@@ -94,7 +112,7 @@ def _download(url: str, sha256: str, target: Path, say) -> None:
                     say(f"download: {done / 1e6:.1f}{total} from {url}")
         actual = h.hexdigest()
         if actual != sha256:
-            raise ValueError(
+            raise InputError(
                 f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; "
                 "the download is corrupt or the file changed upstream. Check the URL and the sha256 you configured."
             )
@@ -102,6 +120,48 @@ def _download(url: str, sha256: str, target: Path, say) -> None:
         part.unlink(missing_ok=True)  # also on Ctrl-C: never leave a partial file behind
         raise
     os.replace(part, target)
+
+
+def _open_url(url: str):
+    """urlopen with errors that name the URL and say what to do; the cause stays chained."""
+    try:
+        return urllib.request.urlopen(url, timeout=DOWNLOAD_STALL_SECONDS)
+    except urllib.error.HTTPError as err:
+        raise InputError(
+            f"download of {url} failed: the server answered HTTP {err.code} {err.reason}; check data.url"
+        ) from err
+    except urllib.error.URLError as err:
+        reason = err.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            what = f"no answer within {DOWNLOAD_STALL_SECONDS} s"
+        else:
+            what = getattr(reason, "strerror", None) or str(reason)
+        raise InputError(
+            f"cannot download {url}: {what}; check data.url and the network (proxy settings), or download the "
+            "archive yourself and set data.path to it"
+        ) from err
+    except (TimeoutError, socket.timeout) as err:
+        raise InputError(
+            f"cannot download {url}: the server accepted the connection but sent nothing within "
+            f"{DOWNLOAD_STALL_SECONDS} s; try again later, or download it yourself and set data.path"
+        ) from err
+    except (http.client.HTTPException, OSError) as err:
+        raise InputError(f"cannot download {url}: {type(err).__name__}: {err}; check data.url and try again") from err
+
+
+def _read_block(response, url: str) -> bytes:
+    try:
+        return response.read(1 << 20)
+    except (TimeoutError, socket.timeout) as err:
+        raise InputError(
+            f"download of {url} stalled: no data for {DOWNLOAD_STALL_SECONDS} s; try again, or download it yourself "
+            "and set data.path"
+        ) from err
+    except (http.client.HTTPException, OSError) as err:
+        raise InputError(
+            f"download of {url} broke off ({type(err).__name__}: {err}); try again, or download it yourself and set "
+            "data.path"
+        ) from err
 
 
 def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: bool = False, progress=print) -> Path:
@@ -115,23 +175,35 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     say = progress or (lambda *_: None)
     out_dir = Path(out_dir)
     if (path is None) == (url is None):
-        raise ValueError("fetch_speech_commands needs exactly one of path= (directory or .tar.gz) or url=")
+        raise InputError("fetch_speech_commands needs exactly one of path= (directory or .tar.gz) or url=")
     if path is not None and Path(path).is_dir() and Path(path).resolve() == out_dir.resolve():
         return out_dir  # already in place
     _check_target(out_dir, overwrite)
 
     if url is not None:
         if not sha256 or not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
-            raise ValueError(
+            raise InputError(
                 f"url={url!r} given without a valid sha256 (got {sha256!r}); "
                 "pass the archive's 64-hex-digit sha256 so the download can be verified"
             )
         sha256 = sha256.lower()
         if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
-            raise ValueError(f"url={url!r}: only http://, https:// and file:// (a local mirror) are supported")
+            raise InputError(f"url={url!r}: only http://, https:// and file:// (a local mirror) are supported")
         name = Path(urllib.parse.urlparse(url).path).name or "speech_commands.tar.gz"
+        # The one copy of a downloaded archive: next to out_dir, reused while its checksum matches.
         archive = out_dir.with_name(f"{out_dir.name}.{name}")
-        if archive.is_file() and _sha256(archive) == sha256:
+        mirror = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        if urllib.parse.urlparse(url).scheme == "file" and mirror.is_file():
+            # A local mirror is verified and extracted where it is: a copy would keep the archive twice.
+            actual = _sha256(mirror)
+            if actual != sha256:
+                raise InputError(
+                    f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; "
+                    "check the file and the sha256 you configured"
+                )
+            say(f"fetch: verified {mirror} (used in place, not copied)")
+            archive = mirror
+        elif archive.is_file() and _sha256(archive) == sha256:
             say(f"download: reusing verified {archive}")
         else:
             archive.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +213,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     path = Path(path)
     if path.is_dir():
         if not _looks_like_speech_commands(path):
-            raise ValueError(
+            raise InputError(
                 f"{path} does not look like Speech Commands: expected word folders with *_nohash_*.wav "
                 f"files or a {BACKGROUND_DIR}/ folder"
             )
@@ -153,7 +225,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
         return out_dir
 
     if not path.is_file() or not tarfile.is_tarfile(path):
-        raise ValueError(f"{path} is neither a Speech Commands directory nor a readable .tar.gz archive")
+        raise InputError(f"{path} is neither a Speech Commands directory nor a readable .tar.gz archive")
     tmp = out_dir.with_name(out_dir.name + ".partial")
     _remove(tmp)
     say(f"fetch: extracting {path}")
@@ -161,7 +233,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
         _safe_extract(path, tmp)
         root = _dataset_root(tmp)
         if root is None:
-            raise ValueError(f"{path} holds no Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")
+            raise InputError(f"{path} holds no Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")
         if root != tmp:  # archive wrapped everything in one folder: lift it so out_dir is the root
             lifted = tmp.with_name(tmp.name + "-root")
             _remove(lifted)

@@ -15,7 +15,9 @@ Every byte exchanged is logged raw to a transcript file, which is named in every
 
 Modules: ``protocol`` (framing, Transcript, DeviceClient), ``backends`` (QEMU, serial, native;
 make_backend, connect), ``build`` (build_firmware, elf_sizes), ``measure`` (one image's figures),
-``step`` (the workflow steps).
+``step`` (the workflow steps); the whole keyword spotter (protocol version 2): ``pipeline`` (PIPE, STREAM, CLIPS,
+the host's reference, flash and RAM by source group), ``recognizer`` (the post-processing's reference and settings),
+``pipeline_step`` (its workflow steps).
 """
 
 from .backends import FAULT_EXIT, PSRAM_BASE, PSRAM_SIZE, HostBackend, QemuBackend, SerialBackend, connect, make_backend

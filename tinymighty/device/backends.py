@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import termios
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import serial
 
+from ..errors import InputError
 from .protocol import DeviceClient, DeviceError, Transcript
 
 PSRAM_BASE = 0x21000000  # mps2 PSRAM (16 MB): outside the budgeted 256 KB of RAM
@@ -33,11 +35,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Runs a command so that it dies with the process that started it, even when that process is SIGKILLed:
+# prctl(PR_SET_PDEATHSIG, SIGKILL) survives the exec. If the parent died before the prctl, nothing starts.
+# (The "parent" is the thread that called Popen: start QEMU from a thread that outlives it, e.g. the main one.)
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_PDEATHSIG) failed with errno %d" % ctypes.get_errno())
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dying_with_parent(cmd: list[str]) -> list[str]:
+    """cmd, started through a launcher that makes it die with this process (Linux)."""
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
+
+
+def _memory_file(data: bytes) -> int:
+    """An anonymous in-memory file holding data (a child reads it as /proc/self/fd/N): nothing on disk, so
+    nothing is left behind whatever kills the run."""
+    fd = os.memfd_create("tinymighty-inputs", 0)
+    os.write(fd, data)
+    return fd
+
+
 class QemuBackend:
     """QEMU mps2-an386 with the UART on a loopback TCP socket (or a pty).
 
     Always use as a context manager: QEMU is stopped on exit, and a watchdog kills it after
-    ``timeout`` seconds of wall time whatever the host code is doing."""
+    ``timeout`` seconds of wall time whatever the host code is doing. QEMU dies with this process even
+    when it is SIGKILLed (see ``dying_with_parent``), and nothing of it is on disk: the preloaded inputs
+    are an in-memory file and its output log an unnamed temporary file."""
 
     machine = "mps2-an386"
     preload_addr = PSRAM_BASE
@@ -57,7 +87,7 @@ class QemuBackend:
             raise ValueError(f"serial must be 'tcp' or 'pty', not {serial!r}")
         self.elf = Path(elf)
         if not self.elf.is_file():
-            raise FileNotFoundError(f"firmware ELF {self.elf} does not exist: build it with build_firmware()")
+            raise InputError(f"firmware ELF {self.elf} does not exist: build it with build_firmware()")
         if preload is not None and len(preload) > PSRAM_SIZE:
             raise ValueError(f"{len(preload)} bytes of inputs do not fit the {PSRAM_SIZE}-byte PSRAM: measure fewer")
         self.preload = preload
@@ -69,10 +99,15 @@ class QemuBackend:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.timed_out = False
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._preload_fd: int | None = None
         self._watchdog: threading.Timer | None = None
         self._log = None
         self._tcp_port: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The port, as errors name it."""
+        return f"QEMU {self.machine} running {self.elf} (UART {self.url or 'not connected'})"
 
     def instructions_per_tick(self, tick_hz: int) -> float:
         """Emulated instructions per tick of a tick_hz clock: with -icount shift=N each guest
@@ -98,7 +133,7 @@ class QemuBackend:
             str(self.elf),
         ]
         if self.preload is not None:
-            cmd += ["-device", f"loader,file={self._tmp.name}/inputs.bin,addr={PSRAM_BASE:#x},force-raw=on"]
+            cmd += ["-device", f"loader,file=/proc/self/fd/{self._preload_fd},addr={PSRAM_BASE:#x},force-raw=on"]
         return cmd
 
     def __enter__(self):
@@ -110,10 +145,9 @@ class QemuBackend:
 
     def start(self) -> None:
         if shutil.which(self.qemu) is None:
-            raise FileNotFoundError(f"{self.qemu} not found: install qemu-system-arm (./tbm install)")
-        self._tmp = tempfile.TemporaryDirectory(prefix="tm-qemu-")
+            raise DeviceError(f"{self.qemu} not found: install qemu-system-arm (./tbm install)")
         if self.preload is not None:
-            Path(self._tmp.name, "inputs.bin").write_bytes(self.preload)
+            self._preload_fd = _memory_file(self.preload)
         self._watchdog = threading.Timer(self.timeout, self._on_timeout)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -130,9 +164,14 @@ class QemuBackend:
         self._tcp_port = _free_port()
         if self._log:
             self._log.close()
-        self._log = open(Path(self._tmp.name, "qemu.log"), "w+b")
+        self._log = tempfile.TemporaryFile(prefix="tm-qemu-")
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            dying_with_parent(self.command()),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a Ctrl-C is for us, and _kill ends all of it
+            pass_fds=() if self._preload_fd is None else (self._preload_fd,),
         )
         if self.serial == "tcp":
             self._wait_for_output(r"waiting for connection")
@@ -212,8 +251,9 @@ class QemuBackend:
             self._kill()
         if self._log:
             self._log.close()
-        if self._tmp:
-            self._tmp.cleanup()
+        if self._preload_fd is not None:
+            os.close(self._preload_fd)
+            self._preload_fd = None
 
 
 class SerialBackend:
@@ -233,11 +273,18 @@ class SerialBackend:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def name(self) -> str:
+        return f"serial port {self.url}"
+
     def open_port(self):
         try:
             self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05)
-        except serial.SerialException as exc:
-            raise DeviceError(f"cannot open serial port {self.url}: {exc}") from exc
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise DeviceError(
+                f"cannot open serial port {self.url}: {exc}; check firmware.port (is the board plugged in, and "
+                "may you open it? e.g. add yourself to the dialout group)"
+            ) from exc
         return self._port
 
     def instructions_per_tick(self, tick_hz: int) -> None:
@@ -293,16 +340,28 @@ class HostBackend:
         self.exe = Path(exe)
         self.preload = preload
         self.proc = None
-        self._tmp = None
+        self._preload_fd: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"native firmware {self.exe}"
 
     def __enter__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="tm-host-")
+        # The process reads EOF on stdin and exits when this one goes away; the preload is in memory only.
         cmd = [str(self.exe)]
         if self.preload is not None:
-            path = Path(self._tmp.name, "inputs.bin")
-            path.write_bytes(self.preload)
-            cmd += ["--preload", f"{path}@{PSRAM_BASE:#x}"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._preload_fd = _memory_file(self.preload)
+            cmd += ["--preload", f"/proc/self/fd/{self._preload_fd}@{PSRAM_BASE:#x}"]
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=() if self._preload_fd is None else (self._preload_fd,),
+            )
+        except OSError as exc:
+            self.close()
+            raise DeviceError(f"cannot start the native firmware {self.exe}: {exc}; build it with BOARD=host") from exc
         return self
 
     def __exit__(self, *exc):
@@ -330,8 +389,9 @@ class HostBackend:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._tmp:
-            self._tmp.cleanup()
+        if self._preload_fd is not None:
+            os.close(self._preload_fd)
+            self._preload_fd = None
 
 
 def make_backend(cfg: dict, elf, preload: bytes | None = None):
@@ -355,7 +415,8 @@ def connect(backend, log_path, **client_kwargs):
     transcript = Transcript(log_path)
     try:
         with backend:
-            client = DeviceClient(backend.open_port(), transcript, describe_failure=backend.status, **client_kwargs)
+            port = backend.open_port()
+            client = DeviceClient(port, transcript, name=backend.name, describe_failure=backend.status, **client_kwargs)
             try:
                 yield client
             finally:

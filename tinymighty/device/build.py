@@ -24,10 +24,13 @@ def build_firmware(
     kernels_dir=None,
     stack_size: int | None = None,
     extra_cflags: str = "",
+    features=None,
 ) -> Path:
     """Runs firmware/Makefile and returns the ELF (or the native executable for board='host').
 
     kernels_dir: None for firmware/kernels, "" for none (hand-written test models).
+    features: None for the network only; a directory holding fe_config.h and fe_tables.c (see
+    tinymighty.device.pipeline.feature_tables) for the keyword spotter, feature extractor and pipeline included.
     Raises FirmwareBuildError with the compiler/linker output, e.g. when the image exceeds the
     nRF52840 budget."""
     args = [
@@ -44,6 +47,8 @@ def build_firmware(
         args.append(f"STACK_SIZE={stack_size}")
     if extra_cflags:
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
+    if features is not None:
+        args.append(f"FEATURES={Path(features).resolve()}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FirmwareBuildError(
@@ -53,29 +58,47 @@ def build_firmware(
 
 
 # "  2 .text  00001ae4  00000140  00000140  00001140  2**6": index, name, size, VMA, LMA, offset, align
-_OBJDUMP_SECTION = re.compile(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+[0-9a-f]+\s+\S+\s*$")
+_OBJDUMP_SECTION = re.compile(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+\S+\s*$")
+FLASH_BASE = 0x00000000
 
 
 def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump") -> dict:
-    """Flash and static RAM of a firmware ELF, from its section headers.
+    """Flash and RAM of a firmware ELF, from its section headers.
 
-    flash = every loaded section (code, const data, the .data image), split into the model's
-    weights (the .model section) and the rest; static RAM = allocated RAM sections except the
-    stack (.data + .bss, which holds the tensor arena)."""
+    What a board pays, first: flash_image is the flashed binary (objcopy -O binary: from the start of
+    flash to the end of the last loaded section, gaps included) and ram_reserved the RAM the image
+    reserves (from the start of RAM to the end of its last RAM section: the stack region, .bss with
+    the tensor arena, and .data). Then the splits: flash_total is the loaded sections' sizes added
+    up (equal to flash_image when the linker leaves no gaps), split into the model's constants (the
+    .model section) and the rest; ram_static is .data + .bss (without the stack) and stack_size the
+    stack region. stack_bound is the computed worst case of the main stack (firmware/tools/stack_bound.py,
+    the build directory's stack.txt): the stack region is that plus stack_margin, rounded up to 16 bytes,
+    unless the image was linked with a given STACK_SIZE."""
     out = subprocess.run([objdump, "-h", str(elf)], capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     sections = {}
     for head, flags in zip(lines, lines[1:], strict=False):
         m = _OBJDUMP_SECTION.match(head)
         if m and "ALLOC" in flags:
-            sections[m.group(1)] = {"size": int(m.group(2), 16), "vma": int(m.group(3), 16), "load": "LOAD" in flags}
-    ram = {n: s for n, s in sections.items() if RAM_BASE <= s["vma"] < RAM_BASE + RAM_BYTES and n != ".stack"}
-    flash = sum(s["size"] for s in sections.values() if s["load"])
+            sections[m.group(1)] = {
+                "size": int(m.group(2), 16),
+                "vma": int(m.group(3), 16),
+                "lma": int(m.group(4), 16),
+                "load": "LOAD" in flags,
+            }
+    in_ram = {n: s for n, s in sections.items() if RAM_BASE <= s["vma"] < RAM_BASE + RAM_BYTES}
+    ram = {n: s for n, s in in_ram.items() if n != ".stack"}
+    loaded = [s for s in sections.values() if s["load"] and s["size"]]
+    flash = sum(s["size"] for s in loaded)
+    image = max((s["lma"] + s["size"] for s in loaded), default=FLASH_BASE) - FLASH_BASE
+    reserved = max((s["vma"] + s["size"] for s in in_ram.values() if s["size"]), default=RAM_BASE) - RAM_BASE
     model = sections.get(".model", {"size": 0})["size"]
     stack = sections.get(".stack", {"size": 0})["size"]
     data = sum(s["size"] for s in ram.values() if s["load"])
     bss = sum(s["size"] for s in ram.values() if not s["load"])
     return {
+        "flash_image": image,
+        "ram_reserved": reserved,
         "flash_total": flash,
         "flash_model": model,
         "flash_code": flash - model,
@@ -83,7 +106,22 @@ def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump") -> dict:
         "ram_bss": bss,
         "ram_static": data + bss,
         "stack_size": stack,
+        **stack_report(Path(elf).parent / "stack.txt"),
         "flash_budget": FLASH_BYTES,
         "ram_budget": RAM_BYTES,
         "sections": {n: s["size"] for n, s in sections.items()},
     }
+
+
+_STACK_LINE = re.compile(r"^stack size (\d+) B = bound (\d+) B \+ margin (\d+) B")
+
+
+def stack_report(path) -> dict:
+    """The stack sizing of firmware/tools/stack_bound.py (stack.txt): computed bound, margin and the
+    worst call paths; empty figures when there is none."""
+    path = Path(path)
+    text = path.read_text() if path.is_file() else ""
+    m = _STACK_LINE.match(text)
+    if not m:
+        return {"stack_bound": None, "stack_margin": None, "stack_report": None}
+    return {"stack_bound": int(m.group(2)), "stack_margin": int(m.group(3)), "stack_report": text.rstrip("\n")}

@@ -48,11 +48,14 @@ def _check_calibration(client: DeviceClient, insns_per_tick: float) -> dict:
 
 
 def measure(
-    elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log", timeout: float = 60.0
+    elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log", timeout: float = 5.0
 ) -> dict:
     """Measures one firmware image: sizes, memory, time per inference and every input's output.
 
     inputs: int8 (N, in_size), already quantized with the model's input scale/zero point.
+    timeout: seconds to wait for a reply that asks for no work; requests that run inferences wait that plus
+    ten times what their inferences take (learnt from the BENCH), so a dead device fails in seconds and a
+    slow one is still waited for.
     Returns identify info, flash/RAM figures, timing (median over n_bench runs on inputs[0]),
     and per-input "predictions" (N,) and "outputs" (N, out_size) as numpy arrays."""
     inputs = np.asarray(inputs)
@@ -65,14 +68,17 @@ def measure(
     with connect(backend, log_path, timeout=timeout) as client:
         info = client.identify()
         if inputs.shape[1] != info["in"]:
-            raise ValueError(f"inputs have {inputs.shape[1]} values each but model {info['model']} takes {info['in']}")
+            raise client._fail(
+                f"the inputs have {inputs.shape[1]} values each but the firmware's model {info['model']} takes "
+                f"{info['in']}: the firmware was built from another model; rebuild it from this variant"
+            )
         insns_per_tick = backend.instructions_per_tick(info["tick_hz"])
         calibration = _check_calibration(client, insns_per_tick) if insns_per_tick else None
 
         preload = backend.preload_addr
         if preload is None:
             client.load_input(inputs[0])
-        ticks = client.bench(n_bench, preload, timeout=timeout + n_bench)
+        ticks = client.bench(n_bench, preload)
 
         n, size = inputs.shape
         if preload is None:
@@ -81,8 +87,7 @@ def measure(
             outputs = np.stack([r["output"] for r in runs])
         else:
             parts = [
-                client.batch(preload + start * size, min(BATCH_CHUNK, n - start), timeout=timeout)
-                for start in range(0, n, BATCH_CHUNK)
+                client.batch(preload + start * size, min(BATCH_CHUNK, n - start)) for start in range(0, n, BATCH_CHUNK)
             ]
             predictions = np.concatenate([p for p, _ in parts])
             outputs = np.concatenate([o for _, o in parts])

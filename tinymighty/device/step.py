@@ -11,6 +11,7 @@ from ..npio import load_split, quantize_input
 from ..provenance import read_results, write_json
 from .build import build_firmware
 from .measure import measure
+from .protocol import DeviceError
 
 
 def firmware_build_step(model_c, out_elf):
@@ -40,7 +41,13 @@ def device_step(
     variant=None,
     config=None,
 ):
-    """Measure one firmware image on the device and check it agrees with the host, output by output."""
+    """Measure one firmware image on the device and check it agrees with the host, output by output.
+
+    Results and transcripts stay a pair: Snakemake removes device.json and its transcript (the job's log)
+    before the job starts, the transcript is written as the exchange happens, and device.json is written
+    atomically only after the last transcript is complete. A killed job therefore leaves no result (the
+    next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript."""
+    Path(f"{log_path}.dense").unlink(missing_ok=True)  # an earlier run's dense-kernel transcript
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
     gen = read_results(codegen_json)
@@ -62,9 +69,15 @@ def device_step(
         "host_accuracy_same_inputs": float(np.mean(host_pred == y[:n])),
         "matches_host": bool(np.array_equal(m["predictions"], host_pred)) and mismatched == 0,
         "outputs_mismatched": mismatched,
-        "flash": m["flash"],
+        # What a board pays leads: the flashed binary and the RAM the image reserves (issue 11).
+        "flash": dict(m["flash"], image=m["elf"].get("flash_image")),
         "ram": dict(
-            m["ram"], stack_peak=m["ram"]["stack_high_water"], total=m["ram"]["static"] + m["ram"]["stack_high_water"]
+            m["ram"],
+            reserved=m["elf"].get("ram_reserved"),
+            used=m["ram"]["static"] + m["ram"]["stack_high_water"],
+            stack_bound=m["elf"].get("stack_bound"),
+            stack_peak=m["ram"]["stack_high_water"],
+            total=m["ram"]["static"] + m["ram"]["stack_high_water"],
         ),
         "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
         | {"runs": timing["n"], "unit": timing["unit"]},
@@ -76,10 +89,18 @@ def device_step(
     if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
     write_json(out_json, res, config)
-    if not res["matches_host"]:
+    bound = res["ram"]["stack_bound"]
+    if bound is not None and res["ram"]["stack_high_water"] > bound:
         raise RuntimeError(
-            f"{arch}/{variant}: the device disagrees with TFLM on {mismatched} of {n} "
-            f"inputs; raw transcript in {log_path}, results in {out_json}"
+            f"{arch}/{variant}: the painted stack high-water mark ({res['ram']['stack_high_water']} B) is above "
+            f"the computed bound ({bound} B): the static stack analysis missed a path; results in {out_json}"
+        )
+    if not res["matches_host"]:
+        raise DeviceError(
+            f"{arch}/{variant}: the device disagrees with TFLM on {mismatched} of {n} inputs (results in "
+            f"{out_json}, which Snakemake removes as the job failed): the generated C or a kernel is wrong; "
+            "compare the outputs in the transcript with the variant's outputs.npy",
+            Path(log_path),
         )
 
 
@@ -98,9 +119,12 @@ def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_pat
     }
 
 
-def metrics_step(host_json, device_json, out_json, config=None):
-    """The one machine-readable record per variant: host evaluation plus, for deployed variants, the device."""
+def metrics_step(host_json, device_json, out_json, config=None, holdout_json=None):
+    """The one machine-readable record per variant: host evaluation plus, for deployed variants, the device,
+    and for TFLite variants, the held-out voices."""
     metrics = read_results(host_json)
     if device_json:
         metrics["device"] = read_results(device_json)
+    if holdout_json:
+        metrics["holdout"] = read_results(holdout_json)
     write_json(out_json, metrics, config)

@@ -90,3 +90,26 @@ def evaluate_step(
     np.save(out_predictions, pred)
     np.save(out_outputs, outputs)
     write_json(out_json, res, config)
+
+
+def evaluate_holdout_step(
+    model_tflite, features_npz, index_json, out_json, voices, arch=None, variant=None, log_path=None, config=None
+):
+    """One variant on the held-out voices (never in training or validation): accuracy, balanced accuracy,
+    per-class recall and the unknown-word false-accept rate."""
+    from ..npio import load_split
+    from .evaluate import evaluate_heldout
+
+    log = make_log(log_path)
+    x, y = load_split(features_npz)
+    labels = read_json(index_json)["labels"]
+    res, _ = evaluate_heldout(Path(model_tflite).read_bytes(), x, y, labels)
+    res.update(arch=arch, variant=variant, voices=list(voices))
+    recall = ", ".join(f"{k} {v['recall']:.3f}" for k, v in res["per_class"].items() if v["support"])
+    fa = res["unknown_false_accept"]
+    log(
+        f"{arch}/{variant} on held-out voices {list(voices)}: accuracy {res['accuracy']:.4f}, balanced "
+        f"{res['balanced_accuracy']:.4f}, unknown false accepts {'n/a' if fa is None else f'{fa:.4f}'}, "
+        f"recall {recall} ({res['n']} clips, {res['accuracy_runtime']})"
+    )
+    write_json(out_json, res, config)

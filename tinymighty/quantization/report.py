@@ -1,7 +1,8 @@
-"""The report's quantization section: accuracy against bit-width, where each curve falls off, the issue's
-expectations checked against what was measured (context for report/templates/quantization.html.j2)."""
+"""The report's quantization section: accuracy against bit-width, where each curve falls off, and findings
+computed from what was measured (context for report/templates/quantization.html.j2)."""
 
 import math
+import re
 
 from ..variant import model_ids
 from .grid import FAMILIES, settings
@@ -14,6 +15,24 @@ def _curve(rows, family):
         if r["family"] == family and r["host"].get("weight_bits") == r["host"].get("activation_bits")
     )
     return [r for _, r in pts]
+
+
+def cliff(points, float_acc, threshold_points):
+    """Where a curve of (bits, accuracy) falls off: the widest bit-width more than `threshold_points` below
+    float (None if none is), and the narrowest width from the top down that is still within."""
+    pts = sorted(points, reverse=True)
+    thr = threshold_points / 100.0
+    below = [b for b, a in pts if float_acc - a > thr]
+    at = max(below) if below else None
+    within = [b for b, a in pts if float_acc - a <= thr and (at is None or b > at)]
+    acc = dict(pts)
+    return {
+        "bits": at,
+        "accuracy": acc.get(at),
+        "within_down_to": min(within) if within else None,
+        "widest": pts[0][0] if pts else None,
+        "narrowest": pts[-1][0] if pts else None,
+    }
 
 
 def cliff_sentence(name, points, float_acc, threshold_points):
@@ -63,8 +82,11 @@ def report_context(rows, config, figs):
         "quant_rows": [],
         "quant_figs": {},
         "quant_cliffs": {},
-        "quant_checks": {},
+        "quant_findings": {},
+        "quant_agreement": {},
+        "quant_notes": [],
         "quant_threshold": thr,
+        "quant_multi_arch": len(model_ids(config)) > 1,
         "quant_settings": q,
     }
 
@@ -94,6 +116,7 @@ def report_context(rows, config, figs):
                     "storage": h.get("weight_storage"),
                     "deployable": r.get("deployable"),
                     "reason": h.get("deployable_reason"),
+                    "note": _footnote(out["quant_notes"], h.get("deployable_reason"), h.get("activation_bits")),
                     "tflm": (r.get("tflm") or {}).get("bitexact"),
                     "fake_quant_accuracy": h.get("fake_quant_accuracy"),
                     "n": h.get("n"),
@@ -106,7 +129,11 @@ def report_context(rows, config, figs):
             if curve
         ]
         out["quant_cliffs"][arch] = [c for c in cl if c]
-        out["quant_checks"][arch] = _expectations(arows, fa, base["host"].get("n"))
+        out["quant_findings"][arch] = findings(arows, fa, base["host"].get("n"), thr)
+        agree = {}
+        for r in ptq + qat:  # agreement with the float model's predictions, by bit-width and method
+            agree.setdefault(r["host"]["bits"], {})[r["family"].split("_")[0]] = r["agreement"]
+        out["quant_agreement"][arch] = agree
         out["quant_figs"][arch] = bits_figure(figs, arch, arows, fa, thr)
     return out
 
@@ -118,7 +145,7 @@ def _format(r):
     if r["variant"] == "float":
         return "float32"
     if r["variant"] == "ptq_int8":
-        return "W8A8 (TFLite converter PTQ)"
+        return "W8A8 (converter)"
     if h.get("weight_bits") is not None:
         return f"W{h['weight_bits']}A{h['activation_bits']}"
     return ""
@@ -131,38 +158,78 @@ def _row_order(r):
     return (order.get(r["family"], 9), mixed, -(h.get("bits") or 0), r["variant"])
 
 
-def _expectations(arows, fa, n):
-    """The issue's expectations, stated against what was measured (never tuned)."""
+def _footnote(notes, reason, bits=None):
+    """The footnote number (1-based) of a not-deployable reason: one footnote per distinct explanation, the
+    bit-width or format it names left to the row (it is in the row already)."""
+    if not reason:
+        return None
+    text = re.sub(rf"\b{bits}-bit", "N-bit", reason) if bits and bits != 8 else reason
+    text = re.sub(r" \(nor E\d+M\d+\)", "", text)
+    if text not in notes:
+        notes.append(text)
+    return notes.index(text) + 1
+
+
+def _noise(fa, n):
+    """Two standard errors of a test accuracy near `fa` on `n` clips, in points (None without n)."""
+    return 200 * math.sqrt(max(fa * (1 - fa), 1e-12) / n) if n else None
+
+
+def _versus(d, se2):
+    """How a difference of d points compares with two standard errors: "above", "below" or "noise"."""
+    if se2 is None:
+        return "above" if d > 0 else "below" if d < 0 else "noise"
+    return "above" if d > se2 else "below" if d < -se2 else "noise"
+
+
+def findings(arows, fa, n, thr):
+    """Findings in sentences, each computed from the measurements: QAT int8 against float, and what QAT buys
+    over PTQ where PTQ falls off. Every sentence says the opposite when the data say the opposite."""
     by = {r["variant"]: r for r in arows}
+    se2 = _noise(fa, n)
+    noise = f"two standard errors are {se2:.1f} points on {n} test clips" if se2 is not None else "no test count"
     out = []
-    se = 100 * math.sqrt(max(fa * (1 - fa), 1e-12) / n) if n else None
     if "qat_int8" in by:
-        d = 100 * (by["qat_int8"]["accuracy"] - fa)
+        q = by["qat_int8"]["accuracy"]
+        d = 100 * (q - fa)
+        lead = f"QAT int8 reaches {100 * q:.2f}%, {d:+.2f} points against float ({100 * fa:.2f}%)"
         out.append(
             {
-                "claim": "QAT int8 within 0.5 points of float",
-                "holds": d >= -0.5,
-                "measured": f"QAT int8 {100 * by['qat_int8']['accuracy']:.2f}% vs float {100 * fa:.2f}% "
-                f"({d:+.2f} points"
-                + ("; above float: the fine-tuning epochs also train the model further)" if d > 0.5 else ")"),
-            }
+                "noise": f"{lead}: within noise ({noise}).",
+                "above": f"{lead}: above float by more than noise ({noise}); its fine-tuning epochs also train "
+                "the model further.",
+                "below": f"{lead}: below float by more than noise ({noise}); quantization-aware training did not "
+                "recover what int8 costs.",
+            }[_versus(d, se2)]
         )
-    if "qat_b4" in by and "ptq_b4" in by:
-        d = 100 * (by["qat_b4"]["accuracy"] - by["ptq_b4"]["accuracy"])
-        clear = se is not None and d > 2 * se
-        out.append(
-            {
-                "claim": "QAT at 4 bits clearly above PTQ at 4 bits",
-                "holds": clear,
-                "measured": f"QAT 4-bit {100 * by['qat_b4']['accuracy']:.2f}% vs PTQ 4-bit "
-                f"{100 * by['ptq_b4']['accuracy']:.2f}% ({d:+.2f} points"
-                + (
-                    f"; 'clearly' taken as more than 2 standard errors = {2 * se:.1f} points on {n} test clips)"
-                    if se is not None
-                    else ")"
-                ),
-            }
-        )
+    ptq = {r["host"]["bits"]: r["accuracy"] for r in _curve(arows, "ptq_nbit")}
+    qat = {r["host"]["bits"]: r["accuracy"] for r in _curve(arows, "qat_nbit")}
+    common = sorted(set(ptq) & set(qat), reverse=True)
+    if common:
+        c = cliff([(b, ptq[b]) for b in common], fa, thr)
+        where = [b for b in common if c["bits"] is not None and b <= c["bits"]]
+        if not where:
+            d = max((100 * (qat[b] - ptq[b]) for b in common), key=abs)
+            b = next(b for b in common if 100 * (qat[b] - ptq[b]) == d)
+            out.append(
+                f"PTQ holds within {thr:g} point{'s' if thr != 1 else ''} of float at every bit-width tested, so "
+                f"QAT has nothing to recover; their largest difference is {d:+.2f} points at {b} bits ({noise})."
+            )
+        else:
+            gains = {b: 100 * (qat[b] - ptq[b]) for b in where}
+            b = max(gains, key=gains.get)
+            g = gains[b]
+            span = f"at {where[0]} bits" + (" and below" if len(where) > 1 else "")
+            lead = f"Where PTQ falls off ({span}), QAT's largest gain over it is {g:+.2f} points at {b} bits "
+            lead += f"({100 * ptq[b]:.1f}% → {100 * qat[b]:.1f}%)"
+            out.append(
+                {
+                    "above": f"{lead}: more than noise ({noise}), so training with the quantizers in the loop "
+                    "recovers what rounding loses.",
+                    "noise": f"{lead}: within noise ({noise}), so QAT does not measurably beat PTQ here.",
+                    "below": f"{lead}: QAT is below PTQ by more than noise ({noise}) even at its best width.",
+                }[_versus(g, se2)]
+            )
     return out
 
 
@@ -172,7 +239,7 @@ def bits_figure(figs, arch, arows, float_acc, thr):
     fig, axes = plt.subplots(
         1,
         2 if mf else 1,
-        figsize=(10 if mf else 6.5, 3.8),
+        figsize=(7.4 if mf else 6.0, 3.4),
         squeeze=False,
         gridspec_kw={"width_ratios": [2.2, 1]} if mf else None,
     )

@@ -1,29 +1,36 @@
-"""Everything the report shows, computed from the workflow's result files, and the published reference figures."""
+"""Everything the report shows, computed from the workflow's result files; the reference figures it compares
+with are data in report/reference/seed_study.yaml."""
 
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from ..budgets import CLOCK_HZ, FLASH_BYTES, RAM_BYTES
-from ..plots import bar_figure, scatter_figure
+from ..budgets import BOARD, CLOCK_HZ, FLASH_BYTES, RAM_BYTES
 from ..provenance import provenance, read_json
-from .figures import confusion_figure, curves_figure, preprocessing_figure
+from ..variant import model_ids
+from .figures import (
+    confusion_figure,
+    curves_figure,
+    device_cost_figure,
+    family_name,
+    family_order,
+    preprocessing_figure,
+    tradeoff_figure,
+)
+from .generalisation import generalisation
+from .pipeline import pipeline_context
+from .recommend import budgets_from_config
+from .summary import front_page
 
+REFERENCE = Path(__file__).resolve().parent.parent.parent / "report" / "reference" / "seed_study.yaml"
 # Confusion matrices for the reference models only: one per variant would bury the report.
 CONFUSION_VARIANTS = ("float", "ptq_int8", "qat_int8")
-# Published reference for the size comparison (Zhang et al., "Hello Edge", 2017, Table 3: DS-CNN small).
-PUBLISHED_KWS = {"name": "Hello Edge DS-CNN-S", "params": 38_600, "ops": 5_400_000}
-# The original study's figures (../shared/SEED.md: real Speech Commands v2, 4 classes, PyTorch).
-SEED_REFERENCE = {
-    "params": 16_652,
-    "macs": 336_000,
-    "flops": 672_004,
-    "float_accuracy": 0.939,
-    "int8_accuracy": 0.933,
-    "float_bytes": 69_288,
-    "int8_bytes": 20_000,
-    "counts": {"training": 10_556, "validation": 1_333, "testing": 1_368},
-}
+
+
+def reference(path=REFERENCE):
+    """The original study's figures and the published model the size estimate compares with (with sources)."""
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _first_clip(index, word):
@@ -51,15 +58,71 @@ def c_excerpt(text, rows_per_array=2):
     return "\n".join(out)
 
 
+# Held-out voices (issue 13): copied from metrics.json's `holdout` into each row as holdout_<key>.
+HOLDOUT_KEYS = ("accuracy", "balanced_accuracy", "unknown_false_accept")
+
+
+def variant_row(h, size):
+    """One variant as the report and summary.csv see it, from its metrics.json (and the model's size)."""
+    dev = h.get("device")
+    latency = h.get("host_latency") or {}
+    row = {
+        "arch": h["arch"],
+        "variant": h["variant"],
+        "label": f"{h['arch']}/{h['variant']}",
+        "family": h.get("family"),
+        "accuracy": h["accuracy"],
+        "tflite_bytes": h.get("tflite_bytes"),
+        "gzip_bytes": h.get("gzip_bytes"),
+        "agreement": h.get("agreement_with_float"),
+        "host_ms": latency.get("median_ms"),
+        "host_p10": latency.get("p10_ms"),
+        "host_p90": latency.get("p90_ms"),
+        "params": h.get("params", size["params"]),
+        "nonzero_params": h.get("nonzero_params"),
+        "macs": h.get("macs", size["macs"]),
+        "flops": h.get("flops", size["flops"]),
+        "tflm": h.get("tflm"),
+        "per_class": h["per_class"],
+        "balanced_accuracy": h.get("balanced_accuracy"),
+        "unknown_false_accept": h.get("unknown_false_accept"),
+        **{f"holdout_{k}": (h.get("holdout") or {}).get(k) for k in HOLDOUT_KEYS},
+        "deployable": h.get("deployable"),
+        "device": dev,
+        "host": h,
+    }
+    if dev:
+        row["instructions"] = dev["instructions"]["median"]
+        row["flash"] = dev["flash"]["total"]
+        row["ram"] = dev["ram"]["total"]
+        row["mcu_ms_est"] = 1000.0 * dev["instructions"]["median"] / CLOCK_HZ
+        row["device_accuracy"] = dev.get("accuracy")
+        row["device_matches_tflm"] = dev.get("matches_host")
+    return row
+
+
+def cross_check(rows):
+    """tf.lite's reference kernels against TFLM over the int8 variants: how many differ, by up to how much."""
+    checked = [r for r in rows if r.get("tflm")]
+    differ = [r for r in checked if not r["tflm"]["bitexact"]]
+    return {
+        "checked": len(checked),
+        "differ": len(differ),
+        "max_lsb": max((r["tflm"]["max_abs_diff"] for r in differ), default=0),
+        "predictions": sum(r["tflm"].get("predictions_differing", 0) for r in checked),
+        "variants_with_prediction_changes": sum(1 for r in checked if r["tflm"].get("predictions_differing")),
+    }
+
+
 def build_context(inputs, config, figs):
     """Everything the template shows, computed from the workflow's result files."""
     index = read_json(inputs["index"])
     labels = index["labels"]
-    from ..variant import model_ids
-
     archs = model_ids(config)
     sizes = {a: read_json(p) for a, p in zip(archs, inputs["sizes"], strict=False)}
     hosts = [read_json(p) for p in inputs["metrics"]]
+    ref = reference()
+    budgets = budgets_from_config(config)
     ctx = {
         "title": config["report"]["title"],
         "config": config,
@@ -67,16 +130,21 @@ def build_context(inputs, config, figs):
         "counts": index["counts"],
         "sizes": sizes,
         "archs": archs,
-        "published": PUBLISHED_KWS,
-        "seed_ref": SEED_REFERENCE,
+        "published": ref["published_kws"],
+        "seed_ref": ref["original_study"],
+        "board": BOARD,
         "mcu_clock_mhz": CLOCK_HZ / 1e6,
         "flash_mb": FLASH_BYTES / 2**20,
         "ram_kb": RAM_BYTES / 2**10,
         "provenance": provenance(config),
+        # Issue 13's held-out-voice evaluation fills this; the template includes generalisation.html.j2 when set.
+        "generalisation": None,
     }
     # Part 1
     with np.load(inputs["test_features"]) as d:
         x_test = d["x"]
+    ctx["input_shape"] = tuple(int(n) for n in x_test.shape[1:])
+    ctx["input_values"] = int(np.prod(x_test.shape[1:]))
     ctx["preprocessing"] = {}
     for word in config["data"]["wanted_words"][:2]:  # the seed showed one "yes" and one "no"
         rel, pos = _first_clip(index, word)
@@ -87,84 +155,25 @@ def build_context(inputs, config, figs):
     # Part 3
     ctx["curves"] = {a: curves_figure(figs, a, h) for a, h in zip(archs, inputs["histories"], strict=False)}
     # Parts 4-6: one row per variant
-    rows = []
-    for h in hosts:
-        size = sizes[h["arch"]]["total"]
-        dev = h.get("device")
-        latency = h.get("host_latency") or {}
-        row = {
-            "arch": h["arch"],
-            "variant": h["variant"],
-            "label": f"{h['arch']}/{h['variant']}",
-            "family": h.get("family"),
-            "accuracy": h["accuracy"],
-            "tflite_bytes": h.get("tflite_bytes"),
-            "gzip_bytes": h.get("gzip_bytes"),
-            "agreement": h.get("agreement_with_float"),
-            "host_ms": latency.get("median_ms"),
-            "host_p10": latency.get("p10_ms"),
-            "host_p90": latency.get("p90_ms"),
-            "params": h.get("params", size["params"]),
-            "nonzero_params": h.get("nonzero_params"),
-            "macs": h.get("macs", size["macs"]),
-            "flops": h.get("flops", size["flops"]),
-            "tflm": h.get("tflm"),
-            "per_class": h["per_class"],
-            "deployable": h.get("deployable"),
-            "device": dev,
-            "host": h,
-        }
-        if dev:
-            row["instructions"] = dev["instructions"]["median"]
-            row["flash"] = dev["flash"]["total"]
-            row["ram"] = dev["ram"]["total"]
-            row["mcu_ms_est"] = 1000.0 * dev["instructions"]["median"] / CLOCK_HZ
-        rows.append(row)
-        if h["variant"] in CONFUSION_VARIANTS:
-            ctx.setdefault("confusions", {})[row["label"]] = confusion_figure(
-                figs, row["label"], h["confusion"], labels
-            )
+    rows = [variant_row(h, sizes[h["arch"]]["total"]) for h in hosts]
+    ctx["confusions"] = {
+        r["label"]: confusion_figure(figs, r["label"], r["host"]["confusion"], labels)
+        for r in rows
+        if r["variant"] in CONFUSION_VARIANTS
+    }
     ctx["rows"] = rows
-    ctx["fig_acc_size"] = scatter_figure(
-        figs, "acc_vs_size", rows, "tflite_bytes", "TFLite model size (bytes)", "Accuracy vs model size"
-    )
-    ctx["fig_acc_flops"] = scatter_figure(
-        figs, "acc_vs_flops", rows, "flops", "FLOPs per inference", "Accuracy vs FLOPs"
-    )
-    ctx["fig_acc_latency"] = scatter_figure(
-        figs, "acc_vs_latency", rows, "host_ms", "host latency per inference (ms)", "Accuracy vs host latency"
-    )
+    ctx["generalisation"] = generalisation(rows, config)  # test split vs voices never heard
+    order = family_order(rows)
+    ctx["families"] = [
+        {"key": fam, "name": family_name(fam), "rows": [r for r in rows if (r["family"] or r["variant"]) == fam]}
+        for fam in order
+    ]
+    ctx["xcheck"] = cross_check(rows)
+    fl = next((r for r in rows if r["variant"] == "float"), None)
+    ctx["fig_tradeoffs"] = tradeoff_figure(figs, rows, fl["accuracy"] if fl else None)
     dev_rows = [r for r in rows if r.get("device")]
     if dev_rows:
-        ctx["fig_acc_instr"] = scatter_figure(
-            figs,
-            "acc_vs_instructions",
-            dev_rows,
-            "instructions",
-            "emulated instructions per inference (QEMU count, not cycles)",
-            "Accuracy vs emulated MCU instructions",
-        )
-        names = [r["label"] for r in dev_rows]
-        ctx["fig_memory"] = bar_figure(
-            figs,
-            "firmware_memory",
-            names,
-            {
-                "flash model": [r["device"]["flash"]["model"] for r in dev_rows],
-                "flash code": [r["device"]["flash"]["code"] for r in dev_rows],
-                "RAM total": [r["device"]["ram"]["total"] for r in dev_rows],
-            },
-            "bytes",
-            "Firmware flash and RAM",
-        )
-        ctx["fig_instr"] = bar_figure(
-            figs,
-            "firmware_instructions",
-            names,
-            {"instructions": [r["instructions"] for r in dev_rows]},
-            "emulated instructions / inference",
-            "Emulated instructions per variant",
-        )
+        ctx["fig_device"] = device_cost_figure(figs, dev_rows, CLOCK_HZ, multi_arch=len(archs) > 1)
     from ..pruning import report as preport
     from ..quantization import report as qreport
 
@@ -172,6 +181,8 @@ def build_context(inputs, config, figs):
         hook = getattr(study, "report_context", None)
         if hook:
             ctx.update(hook(rows, config, figs))
+    ctx["front"] = front_page(rows, config, budgets, archs[0], config["data"]["source"])
+    ctx.update(pipeline_context(inputs, rows, config, figs))  # the keyword spotter end to end (issue 10)
     if inputs.get("model_c"):
-        ctx["model_c_excerpt"] = c_excerpt(Path(inputs["model_c"]).read_text())
+        ctx["model_c_excerpt"] = c_excerpt(Path(inputs["model_c"]).read_text(), rows_per_array=1)
     return ctx

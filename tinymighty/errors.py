@@ -1,0 +1,18 @@
+"""The project's one error style: every error says what was wrong, where (file, key, port, variant,
+transcript) and what to do about it.
+
+``TinyMightyError`` is the base of every error the project raises on purpose: ``ConfigError`` (a config key),
+``InputError`` (an input file, directory, archive or URL), ``UnsupportedModelError`` (a model the code
+generator cannot compile), ``FirmwareBuildError`` and ``DeviceError`` (the device and its transcript). Where
+the project calls a library that can fail on bad input (wave, tarfile, urllib, the flatbuffer reader), the
+library's exception is wrapped in one of these with ``raise ... from err``, so the cause stays chained.
+Each also derives from the built-in class callers caught before (ValueError, RuntimeError).
+"""
+
+
+class TinyMightyError(Exception):
+    """Base of the project's errors; the message names the input and says what to do."""
+
+
+class InputError(TinyMightyError, ValueError):
+    """An input file, directory, archive or URL is missing, unreadable or malformed."""
