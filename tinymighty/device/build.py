@@ -7,13 +7,14 @@ import subprocess
 from pathlib import Path
 
 from ..budgets import FLASH_BYTES, RAM_BYTES
+from ..errors import TinyMightyError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 RAM_BASE = 0x20000000
 
 
-class FirmwareBuildError(RuntimeError):
-    pass
+class FirmwareBuildError(TinyMightyError, RuntimeError):
+    """The firmware did not compile or link; the message holds the compiler's or linker's output."""
 
 
 def build_firmware(
