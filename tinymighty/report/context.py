@@ -182,7 +182,8 @@ def build_context(inputs, config, figs):
         if hook:
             ctx.update(hook(rows, config, figs))
     ctx["front"] = front_page(rows, config, budgets, archs[0], config["data"]["source"])
-    ctx.update(pipeline_context(inputs, rows, config, figs))  # the keyword spotter end to end (issue 10)
+    roles = {h["row"]["label"]: h["role"] for h in ctx["front"]["headline"]}
+    ctx.update(pipeline_context(inputs, rows, config, figs, roles))  # the keyword spotter end to end (issue 10)
     if inputs.get("model_c"):
         ctx["model_c_excerpt"] = c_excerpt(Path(inputs["model_c"]).read_text(), rows_per_array=1)
     return ctx

@@ -128,8 +128,12 @@ def stage_figure(figs, costs, clock_hz, multi_arch=False):
     return figs.save(fig, "device_pipeline")
 
 
-def pipeline_context(inputs, rows, config, figs) -> dict:
-    """The template's `pipeline` (None when the pipeline did not run): figures, tables and sentences."""
+def pipeline_context(inputs, rows, config, figs, roles=None) -> dict:
+    """The template's `pipeline` (None when the pipeline did not run): figures, tables and sentences.
+
+    roles: label -> role of the first page's headline variants. The end-to-end table keeps those and the
+    streamed variants, since every deployed variant is already in the stage chart."""
+    roles = roles or {}
     paths = _paths(inputs.get("pipeline"))
     if not paths:
         return {"pipeline": None}
@@ -176,6 +180,9 @@ def pipeline_context(inputs, rows, config, figs) -> dict:
         "stages": stage_rows,
         "costs": costs,
         "changes": _changes(costs),
+        "cost_rows": [
+            dict(c, role=roles.get(c["label"], "streamed")) for c in costs if c["measured"] or c["label"] in roles
+        ],
         "recording": rec,
         "recognizer": s["recognizer"],
         "settings": first["settings"],
