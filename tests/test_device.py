@@ -89,7 +89,7 @@ def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_pa
     # icount makes timing exact: every run takes the same number of emulated instructions.
     t = r["timing"]
     assert r["calibration"]["instructions_per_tick"] == 40.0
-    assert t["n"] == 10 and t["instructions_spread"] == 0 and 200 < t["instructions_median"] < 5000
+    assert t["n"] == 10 and t["instructions_run_spread"] == 0 and 200 < t["instructions_median"] < 5000
 
     # The fixture's 80 weight bytes are exactly the .model section.
     assert r["flash"]["model"] == 80 == info["weights"]
@@ -101,9 +101,12 @@ def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_pa
     assert ram["stack_size"] == r["elf"]["stack_size"] < 1024
     assert 64 < ram["stack_high_water"] <= ram["stack_size"]
 
-    host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log")
+    # Nothing is preloaded into the host build: each timed input is sent (LOAD) before its BENCH.
+    host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log", timing_inputs=3)
     np.testing.assert_array_equal(host["outputs"], r["outputs"])
     assert "OK BATCH" in (tmp_path / "q.log").read_text()
+    assert host["timing"]["inputs"] == 3 and [len(t) for t in host["timing"]["ticks"]] == [10] * 3
+    assert (tmp_path / "h.log").read_text().count("OK BENCH") == 3
 
 
 def test_single_inference_over_the_line(builds, inputs, tmp_path):
@@ -297,7 +300,7 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     exe = build_firmware(tmp_path / "model", tmp_path / "host", board="host")
 
     x = np.random.default_rng(2).integers(-128, 128, size=(64, 49 * 40), dtype=np.int8)
-    r = measure(elf, {"kind": "qemu", "timeout": 60}, x, n_bench=10, log_path=tmp_path / "q.log")
+    r = measure(elf, {"kind": "qemu", "timeout": 60}, x, n_bench=10, log_path=tmp_path / "q.log", timing_inputs=8)
     np.testing.assert_array_equal(r["outputs"], codegen.tflm_outputs(tflite, x))
     host = measure(exe, {"kind": "host"}, x, n_bench=1, log_path=tmp_path / "h.log")
     np.testing.assert_array_equal(host["outputs"], r["outputs"])
@@ -310,5 +313,12 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     )
     # .model holds the weights plus the per-op parameter structs, nothing else.
     assert info["weight_bytes"] <= r["flash"]["model"] < info["weight_bytes"] + 1024
-    assert r["timing"]["instructions_spread"] == 0 and r["timing"]["instructions_median"] > info["macs"] / 2
+    # Timed on 8 of the inputs, each 10 times: runs of one input are equal under icount, inputs are not (the
+    # count depends a little on the data), so the headline is their median, shown with the range.
+    t = r["timing"]
+    per_input = t["instructions_per_input"]
+    assert t["inputs"] == len(per_input) == 8 and t["instructions_run_spread"] == 0
+    assert t["instructions_median"] == np.median(per_input) > info["macs"] / 2
+    assert t["instructions_min"] == min(per_input) < t["instructions_max"] == max(per_input)
+    assert t["instructions_spread"] < 0.05 * t["instructions_median"]
     assert r["ram"]["arena"] < r["ram"]["static"] and 0 < r["ram"]["stack_high_water"] < r["ram"]["stack_size"]
