@@ -17,7 +17,8 @@ BATCH_CHUNK = 128  # inputs per BATCH request, so a damaged line costs a short r
 
 def over_inputs(per_input) -> dict:
     """The median and the range of one figure over the benchmark inputs: the median is the headline, and the
-    range is shown with it, since an inference's instruction count depends a little (about 0.5 %) on its input."""
+    range goes with it, since an inference's instruction count depends a little on its input (data-dependent
+    branches in the kernels), so no one input stands for the others."""
     v = np.asarray(per_input, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
         raise ValueError(f"need one figure per benchmark input, got shape {v.shape}")

@@ -117,7 +117,7 @@ def _instructions(timing, test_split):
         "runs": timing["n"],
         "inputs": timing["inputs"],
         "per_input": None if per_input is None else [_int_or_none(v) for v in per_input],
-        # Which clips: the first `inputs` of the test split, quantized with the model's input parameters.
+        # Provenance of per_input: the same clips for every variant, so their counts compare clip by clip.
         "clips": {"split": test_split, "indices": list(range(timing["inputs"]))},
         "unit": timing["unit"],
     }
