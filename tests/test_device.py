@@ -322,3 +322,56 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     assert t["instructions_min"] == min(per_input) < t["instructions_max"] == max(per_input)
     assert t["instructions_spread"] < 0.05 * t["instructions_median"]
     assert r["ram"]["arena"] < r["ram"]["static"] and 0 < r["ram"]["stack_high_water"] < r["ram"]["stack_size"]
+
+
+def test_device_step_deploys_w4a8_with_instructions_over_clips(tmp_path):
+    """The workflow's device step on a W4A8 model (the default run's PTQ W4A8 TinyConv, INT4-packed weights):
+    its weights stay packed (the model's flash about half the PTQ int8 one's), the device equals TFLM on every
+    clip, and device.json has the instructions' median and range over the timed clips, with each clip's count."""
+    pytest.importorskip("tflite_micro")
+    import json
+
+    from tinymighty.codegen import tflm_outputs
+    from tinymighty.codegen.step import codegen_step
+    from tinymighty.device.step import device_step, firmware_build_step
+    from tinymighty.npio import quantize_input
+
+    pinned = Path(__file__).parent / "fixtures" / "pinned"
+    flash = {}
+    for name in ("tinyconv_ptq_int8", "tinyconv_ptq_w4a8"):
+        d = tmp_path / name
+        codegen_step(pinned / f"{name}.tflite", d / "model" / "model.c", d / "codegen.json", 0.8)
+        firmware_build_step(d / "model" / "model.c", d / "build" / "firmware.elf")
+        flash[name] = device.elf_sizes(d / "build" / "firmware.elf")["flash_model"]
+    assert flash["tinyconv_ptq_w4a8"] < 0.55 * flash["tinyconv_ptq_int8"]
+
+    d, tflite = tmp_path / "tinyconv_ptq_w4a8", pinned / "tinyconv_ptq_w4a8.tflite"
+    gen = json.loads((d / "codegen.json").read_text())
+    x = np.random.default_rng(3).normal(size=(12, 49, 40)).astype(np.float32)
+    np.savez(tmp_path / "testing.npz", x=x, y=np.arange(12) % 4)
+    xq = quantize_input(x, {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])})
+    np.save(tmp_path / "outputs.npy", tflm_outputs(tflite, xq.reshape(12, -1)))  # as the evaluate rule writes
+    out = d / "device.json"
+    device_step(
+        d / "build" / "firmware.elf",
+        tflite,
+        tmp_path / "testing.npz",
+        tmp_path / "outputs.npy",
+        d / "codegen.json",
+        out,
+        d / "device.log",
+        backend="qemu",
+        port=None,
+        baudrate=115200,
+        accuracy_inputs=10,
+        bench_runs=3,
+        timing_inputs=6,
+    )
+    r = json.loads(out.read_text())
+    assert r["matches_host"] and r["outputs_mismatched"] == 0 and r["inputs"] == 10
+    assert r["flash"]["model"] == flash["tinyconv_ptq_w4a8"]
+    ins = r["instructions"]
+    assert (ins["inputs"], ins["runs"], ins["clips"]) == (6, 3, {"split": "testing.npz", "indices": list(range(6))})
+    assert len(ins["per_input"]) == 6 and ins["median"] == round(np.median(ins["per_input"]))
+    assert ins["min"] == min(ins["per_input"]) < ins["max"] == max(ins["per_input"]) < 1.01 * ins["min"]
+    assert [len(t) for t in r["timing"]["ticks"]] == [3] * 6
