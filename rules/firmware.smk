@@ -84,6 +84,7 @@ rule device:
         baudrate=config["firmware"]["baudrate"],
         accuracy_inputs=config["firmware"]["accuracy_inputs"],
         bench_runs=config["firmware"]["bench_runs"],
+        timing_inputs=config["firmware"]["timing_inputs"],
     script:
         "../scripts/device.py"
 

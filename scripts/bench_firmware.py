@@ -196,21 +196,14 @@ def backend_cfg(args) -> dict:
 
 
 def instructions_over_inputs(elf: Path, cfg: dict, inputs: np.ndarray, runs: int, log_path: Path) -> list[float]:
-    """Emulated instructions (or ticks on a real board) of each input, the median of `runs` runs each:
-    one session, every input preloaded, BENCH at its address (LOAD first where nothing can be preloaded)."""
+    """Emulated instructions (or ticks on a real board) of each input, the median of `runs` runs each."""
     backend = device.make_backend(cfg, elf, preload=np.ascontiguousarray(inputs).tobytes())
-    per_input = []
     with device.connect(backend, log_path, timeout=120) as client:
         info = client.identify()
         scale = backend.instructions_per_tick(info["tick_hz"]) or 1.0
-        for i, x in enumerate(inputs):
-            addr = backend.preload_addr
-            if addr is None:
-                client.load_input(x)
-            ticks = client.bench(runs, None if addr is None else addr + i * inputs.shape[1], timeout=120)
-            per_input.append(float(np.median(ticks)) * scale)
+        ticks = device.bench_inputs(client, backend, inputs, runs, timeout=120)
         client.exit(0)
-    return per_input
+    return [float(np.median(t)) * scale for t in ticks]
 
 
 def breakdown(model_dir: Path, work: Path, kernels: list[str], x: np.ndarray, cfg: dict, full: float) -> list:
@@ -232,7 +225,9 @@ def measure(name: str, model_dir: Path, work: Path, inputs: np.ndarray, args, in
     over several inputs, and the per-kernel breakdown."""
     cfg = backend_cfg(args)
     elf = device.build_firmware(model_dir, work / "mps2")
-    m = device.measure(elf, cfg, inputs, n_bench=1, log_path=work / "device.log")
+    m = device.measure(
+        elf, cfg, inputs, n_bench=args.bench_runs, timing_inputs=args.timing_inputs, log_path=work / "device.log"
+    )
     if tflite is not None:
         from tinymighty.codegen import tflm_outputs
 
@@ -241,20 +236,21 @@ def measure(name: str, model_dir: Path, work: Path, inputs: np.ndarray, args, in
         host_exe = device.build_firmware(model_dir, work / "host", board="host")
         reference = device.measure(host_exe, {"kind": "host"}, inputs, n_bench=1, log_path=work / "host.log")["outputs"]
         against = "the host build"
-    timing_x = inputs[: args.timing_inputs]
-    per_input = instructions_over_inputs(elf, cfg, timing_x, args.bench_runs, work / "timing.log")
+    t = m["timing"]
+    # Ticks where the board's timer does not count instructions.
+    per_input = t.get("instructions_per_input") or [float(np.median(x)) for x in t["ticks"]]
     elf_sizes, ram, flash = m["elf"], m["ram"], m["flash"]
     macs = info.get("macs") if info else None
-    insns = float(np.median(per_input))
+    insns = device.over_inputs(per_input)
     fig = {
         "model": name,
-        "instructions": insns,
-        "instructions_min": min(per_input),
-        "instructions_max": max(per_input),
+        "instructions": insns["median"],
+        "instructions_min": insns["min"],
+        "instructions_max": insns["max"],
         "instructions_inputs": len(per_input),
-        "instructions_unit": m["timing"]["unit"],
+        "instructions_unit": t["unit"],
         "macs": macs,
-        "instructions_per_mac": insns / macs if macs else None,
+        "instructions_per_mac": insns["median"] / macs if macs else None,
         "ram_reserved": elf_sizes["ram_reserved"],
         "ram_used": ram["static"] + ram["stack_high_water"],
         "ram_data": ram["data"],
@@ -278,7 +274,7 @@ def measure(name: str, model_dir: Path, work: Path, inputs: np.ndarray, args, in
     }
     kernels = [s for s in (info or {}).get("memory_plan", {}).get("steps", []) if s != "alias"]
     if not args.no_breakdown and kernels:
-        fig["breakdown"] = breakdown(model_dir, work, kernels, timing_x, cfg, per_input[0])
+        fig["breakdown"] = breakdown(model_dir, work, kernels, inputs, cfg, per_input[0])
     return fig
 
 

@@ -14,6 +14,7 @@ device_step(
     baudrate=p.baudrate,
     accuracy_inputs=p.accuracy_inputs,
     bench_runs=p.bench_runs,
+    timing_inputs=p.timing_inputs,
     arch=w.arch,
     variant=w.variant,
     config=snakemake.config,

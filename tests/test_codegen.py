@@ -314,8 +314,8 @@ PINNED_FIXTURES = Path(__file__).parent / "fixtures" / "pinned"
 @pytest.mark.parametrize("fixture", ["tinyconv_ptq_w4a8", "dscnn_ptq_w4a8"])
 def test_int4_weights_stay_packed_and_bit_exact(fixture, tmp_path):
     """W4A8 (the quantization study's packed INT4 weights): TinyConv fused (its 4-bit FC re-packed for the
-    SIMD kernel) and unfused, DS-CNN (4-bit pointwise weights unpacked per call, a QUANTIZE op), bit-exact
-    to TFLM on the host, both code paths; the model's constants hold the weights at 4 bits."""
+    SIMD kernel) and unfused, DS-CNN (4-bit pointwise and 3x3 depthwise weights unpacked per call, a QUANTIZE
+    op), bit-exact to TFLM on the host, both code paths; the model's constants hold the weights at 4 bits."""
     from tinymighty.codegen.flatbuffer import read_graph
 
     tflite = PINNED_FIXTURES / f"{fixture}.tflite"
@@ -325,10 +325,15 @@ def test_int4_weights_stay_packed_and_bit_exact(fixture, tmp_path):
     assert len(np.unique(expected, axis=0)) > 3
     for fuse in (True, False) if fixture.startswith("tinyconv") else (True,):
         m = _compiled(tmp_path, tflite, f"fuse{fuse}", sparse_threshold=0.8, fuse_conv_fc=fuse)
-        assert {l["encoding"] for l in m.info["layers"] if l["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"int4"}
+        weighted = [l for l in m.info["layers"] if l["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+        assert {l["encoding"] for l in weighted} == {"int4"}
         if fixture.startswith("tinyconv"):  # conv and dense are the 4-bit layers: about half a byte a weight
             assert int4_bytes == (8 * 80 + 4 * 4000) // 2
             assert m.info["weight_bytes"] < int4_bytes + 300
+        else:  # each 3x3 depthwise layer of 64 channels: its 4-bit taps and its int32 biases, nothing more
+            dw = [l for l in weighted if l["op"] == "DEPTHWISE_CONV_2D"]
+            assert len(dw) == 4 and all(l["kernel"] == "tm_dwconv3x3_s4" for l in dw)
+            assert all(l["weight_bytes"] == 9 * 64 // 2 + 4 * 64 for l in dw)
         for exe in (m.exe, m.exe_dsp):
             np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
 

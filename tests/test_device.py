@@ -89,7 +89,7 @@ def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_pa
     # icount makes timing exact: every run takes the same number of emulated instructions.
     t = r["timing"]
     assert r["calibration"]["instructions_per_tick"] == 40.0
-    assert t["n"] == 10 and t["instructions_spread"] == 0 and 200 < t["instructions_median"] < 5000
+    assert t["n"] == 10 and t["instructions_run_spread"] == 0 and 200 < t["instructions_median"] < 5000
 
     # The fixture's 80 weight bytes are exactly the .model section.
     assert r["flash"]["model"] == 80 == info["weights"]
@@ -101,9 +101,12 @@ def test_measure_in_qemu_matches_host_build_and_reference(builds, inputs, tmp_pa
     assert ram["stack_size"] == r["elf"]["stack_size"] < 1024
     assert 64 < ram["stack_high_water"] <= ram["stack_size"]
 
-    host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log")
+    # Nothing is preloaded into the host build: each timed input is sent (LOAD) before its BENCH.
+    host = measure(builds["host"], {"kind": "host"}, inputs, n_bench=10, log_path=tmp_path / "h.log", timing_inputs=3)
     np.testing.assert_array_equal(host["outputs"], r["outputs"])
     assert "OK BATCH" in (tmp_path / "q.log").read_text()
+    assert host["timing"]["inputs"] == 3 and [len(t) for t in host["timing"]["ticks"]] == [10] * 3
+    assert (tmp_path / "h.log").read_text().count("OK BENCH") == 3
 
 
 def test_single_inference_over_the_line(builds, inputs, tmp_path):
@@ -297,7 +300,7 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     exe = build_firmware(tmp_path / "model", tmp_path / "host", board="host")
 
     x = np.random.default_rng(2).integers(-128, 128, size=(64, 49 * 40), dtype=np.int8)
-    r = measure(elf, {"kind": "qemu", "timeout": 60}, x, n_bench=10, log_path=tmp_path / "q.log")
+    r = measure(elf, {"kind": "qemu", "timeout": 60}, x, n_bench=10, log_path=tmp_path / "q.log", timing_inputs=8)
     np.testing.assert_array_equal(r["outputs"], codegen.tflm_outputs(tflite, x))
     host = measure(exe, {"kind": "host"}, x, n_bench=1, log_path=tmp_path / "h.log")
     np.testing.assert_array_equal(host["outputs"], r["outputs"])
@@ -310,5 +313,65 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     )
     # .model holds the weights plus the per-op parameter structs, nothing else.
     assert info["weight_bytes"] <= r["flash"]["model"] < info["weight_bytes"] + 1024
-    assert r["timing"]["instructions_spread"] == 0 and r["timing"]["instructions_median"] > info["macs"] / 2
+    # Timed on 8 of the inputs, each 10 times: runs of one input are equal under icount, inputs are not (the
+    # count depends a little on the data), so the headline is their median, shown with the range.
+    t = r["timing"]
+    per_input = t["instructions_per_input"]
+    assert t["inputs"] == len(per_input) == 8 and t["instructions_run_spread"] == 0
+    assert t["instructions_median"] == np.median(per_input) > info["macs"] / 2
+    assert t["instructions_min"] == min(per_input) < t["instructions_max"] == max(per_input)
+    assert t["instructions_spread"] < 0.05 * t["instructions_median"]
     assert r["ram"]["arena"] < r["ram"]["static"] and 0 < r["ram"]["stack_high_water"] < r["ram"]["stack_size"]
+
+
+def test_device_step_deploys_w4a8_with_instructions_over_clips(tmp_path):
+    """The workflow's device step on a W4A8 model (the default run's PTQ W4A8 TinyConv, INT4-packed weights):
+    its weights stay packed (the model's flash about half the PTQ int8 one's), the device equals TFLM on every
+    clip, and device.json has the instructions' median and range over the timed clips, with each clip's count."""
+    pytest.importorskip("tflite_micro")
+    import json
+
+    from tinymighty.codegen import tflm_outputs
+    from tinymighty.codegen.step import codegen_step
+    from tinymighty.device.step import device_step, firmware_build_step
+    from tinymighty.npio import quantize_input
+
+    pinned = Path(__file__).parent / "fixtures" / "pinned"
+    flash = {}
+    for name in ("tinyconv_ptq_int8", "tinyconv_ptq_w4a8"):
+        d = tmp_path / name
+        codegen_step(pinned / f"{name}.tflite", d / "model" / "model.c", d / "codegen.json", 0.8)
+        firmware_build_step(d / "model" / "model.c", d / "build" / "firmware.elf")
+        flash[name] = device.elf_sizes(d / "build" / "firmware.elf")["flash_model"]
+    assert flash["tinyconv_ptq_w4a8"] < 0.55 * flash["tinyconv_ptq_int8"]
+
+    d, tflite = tmp_path / "tinyconv_ptq_w4a8", pinned / "tinyconv_ptq_w4a8.tflite"
+    gen = json.loads((d / "codegen.json").read_text())
+    x = np.random.default_rng(3).normal(size=(12, 49, 40)).astype(np.float32)
+    np.savez(tmp_path / "testing.npz", x=x, y=np.arange(12) % 4)
+    xq = quantize_input(x, {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])})
+    np.save(tmp_path / "outputs.npy", tflm_outputs(tflite, xq.reshape(12, -1)))  # as the evaluate rule writes
+    out = d / "device.json"
+    device_step(
+        d / "build" / "firmware.elf",
+        tflite,
+        tmp_path / "testing.npz",
+        tmp_path / "outputs.npy",
+        d / "codegen.json",
+        out,
+        d / "device.log",
+        backend="qemu",
+        port=None,
+        baudrate=115200,
+        accuracy_inputs=10,
+        bench_runs=3,
+        timing_inputs=6,
+    )
+    r = json.loads(out.read_text())
+    assert r["matches_host"] and r["outputs_mismatched"] == 0 and r["inputs"] == 10
+    assert r["flash"]["model"] == flash["tinyconv_ptq_w4a8"]
+    ins = r["instructions"]
+    assert (ins["inputs"], ins["runs"], ins["clips"]) == (6, 3, {"split": "testing.npz", "indices": list(range(6))})
+    assert len(ins["per_input"]) == 6 and ins["median"] == round(np.median(ins["per_input"]))
+    assert ins["min"] == min(ins["per_input"]) < ins["max"] == max(ins["per_input"]) < 1.01 * ins["min"]
+    assert [len(t) for t in r["timing"]["ticks"]] == [3] * 6

@@ -48,6 +48,12 @@ History of the instruction counts (old -> new, emulated instructions per inferen
       new: tinyconv_w4a8 522,680, tinyconv_w4a8_unfused 720,360, dscnn 14,235,680, dscnn_w4a8 14,800,040 (the
       issue's DS-CNN figures: 32,816,001 with the kernels before, 30,814,651 for an interpreter with
       vendor-optimised kernels).
+  issue 11 (4-bit depthwise weights kept packed): DS-CNN W4A8's 3x3 depthwise layers keep TFLite's INT4
+    bytes in flash and tm_dwconv3x3_s4 unpacks them into its scratch once per call, where the code generator
+    used to widen them to the 8-bit stream; only dscnn_w4a8's model.c/model.h change. Its constants
+    fall from 21,732 to 18,276 bytes (each depthwise layer 1,408 -> 544), its arena stays 41,600 bytes (the
+    pointwise layers' scratch is larger), outputs unchanged.
+      dscnn_w4a8                14,800,040 -> 14,815,520
   * At 90 % sparsity the deployed sparse kernels take 155,200 emulated instructions against the dense
     baseline's 488,440: 3.15x fewer (the issue asks for at least 3x; it was 3.33x against the old dense
     kernels, 256,680 vs 853,520).
@@ -152,7 +158,7 @@ CASES = {
         {"sparse_threshold": SPARSE_THRESHOLD},
         {
             "tm_conv2d_s8",
-            "tm_dwconv3x3_s8",
+            "tm_dwconv3x3_s4",
             "tm_avg_pool_s8",
             "tm_requantize_s8",
             "tm_fully_connected_s4",
@@ -252,10 +258,10 @@ PINNED = {
         "instructions": 14235680,
     },
     "dscnn_w4a8": {
-        "model.c": "7e0265bbf10c6a3191ce44656025662f0e34e1b312a2290f90be871f4e738dd2",
-        "model.h": "0f2db60f552ae13ceb798bb23e7a1dbc2564a7b44e58d144ab47a6c058201afd",
+        "model.c": "d5e809723bfb35e925c507086f3b8526bb83a60a354996065799bcfde36cfe6c",
+        "model.h": "e7e4ed22a387e3dffdd1983e26b6b806725dc8f8254b0bdc5518f7324d773c9d",
         "outputs": "dff129aee4b768e3bf4c02977d803bd29cca7c209d3bb7b3ab24b6097adc37ed",
-        "instructions": 14800040,
+        "instructions": 14815520,
     },
 }
 

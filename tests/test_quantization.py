@@ -28,14 +28,16 @@ def test_default_grid_names_and_flags():
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in by)
     # exported + deployed: 8-bit activations with int8 weights
     for n in ("qat_int8", "ptq_b8", "qat_b8"):
-        assert by[n].tflite and by[n].int8
-    # exported with INT4-packed weights: TFLM runs it, the int8 firmware does not take it
-    assert by["qat_w4a8"].tflite and not by["qat_w4a8"].int8
+        assert by[n].tflite and by[n].deployed and not by[n].int4
+    # exported with INT4-packed weights, deployed like the others (codegen keeps them packed)
+    for n in ("ptq_w4a8", "qat_w4a8"):
+        assert by[n].tflite and by[n].int4 and by[n].deployed and not by[n].deployable_reason
     for n in ("ptq_b4", "qat_b7", "mf_e4m3"):
-        assert not by[n].tflite and not by[n].int8 and by[n].deployable_reason
+        assert not by[n].tflite and not by[n].deployed and by[n].deployable_reason
     assert by["mf_e5m2"].bits == 8 and by["ptq_b3"].bits == 3
     variants = Q.variants(CONFIG, "tinyconv")
     assert {v.name for v in variants} == set(by) and all(v.arch == "tinyconv" for v in variants)
+    assert {v.name for v in variants if v.int8} == {"qat_int8", "ptq_b8", "qat_b8", "ptq_w4a8", "qat_w4a8"}
 
 
 def test_job_params_hold_only_what_the_job_depends_on():
@@ -337,6 +339,13 @@ def test_sweep_fans_out_in_dry_run(tmp_path):
     for n in range(2, 9):
         for m in ("ptq", "qat"):
             assert f"variant={m}_b{n}" in out or f"{m}_b{n}" in out, f"{m}_b{n} missing from snakemake -n"
+    # W4A8 (INT4-packed weights) is deployed like every exported variant: compiled, built and measured
+    jobs = {
+        (m.group(1), m.group(2))
+        for m in re.finditer(r"^rule (\w+):\n(?:    .*\n)*?    wildcards: .*variant=(\w+)", out, re.M)
+    }
+    for name in ("ptq_w4a8", "qat_w4a8"):
+        assert {("codegen", name), ("firmware_build", name), ("device", name)} <= jobs, name
     # the grid is data: a different list gives different jobs
     cfg = yaml.safe_load(TINY.read_text())
     cfg["quantization"].update(sweep={"bits": [3, 6], "methods": ["ptq"]}, mixed=[], minifloat=[], qat_int8=False)

@@ -86,6 +86,10 @@ def test_every_int8_variant_is_bit_exact_on_tflm_and_on_the_device(tiny_run):
     metrics = [json.loads(p.read_text()) for p in (tiny_run / "results" / "variants").glob("*/*/metrics.json")]
     deployed = [m for m in metrics if m.get("device")]
     assert len(deployed) >= 3
+    # W4A8 too: its 4-bit weights stay packed, about halving the model's flash against PTQ int8
+    by = {m["variant"]: m["device"] for m in deployed}
+    assert {"ptq_w4a8", "qat_w4a8"} <= set(by)
+    assert by["ptq_w4a8"]["flash"]["model"] < 0.6 * by["ptq_int8"]["flash"]["model"]
     for m in deployed:
         label = f"{m['arch']}/{m['variant']}"
         assert m["tflm"]["inputs"] == m["n"], label
@@ -93,6 +97,10 @@ def test_every_int8_variant_is_bit_exact_on_tflm_and_on_the_device(tiny_run):
         assert dev["matches_host"] and dev["outputs_mismatched"] == 0, label
         assert dev["accuracy"] == dev["host_accuracy_same_inputs"], label
         assert dev["instructions"]["median"] > 0 and dev["instructions"]["runs"] >= 10, label
+        # the median and range over the first test clips, each clip's count kept
+        ins = dev["instructions"]
+        assert ins["inputs"] == len(ins["per_input"]) == 10 and ins["clips"]["indices"] == list(range(10)), label
+        assert ins["min"] == min(ins["per_input"]) <= ins["median"] <= ins["max"] == max(ins["per_input"]), label
         assert dev["flash"]["total"] == dev["flash"]["model"] + dev["flash"]["code"], label
         assert (tiny_run / "results" / "firmware" / m["arch"] / m["variant"] / "device.log").stat().st_size > 0
 

@@ -13,7 +13,7 @@ class Variant:
     name: str
     family: str
     tflite: bool = True  # has a model.tflite evaluated by the shared rule
-    int8: bool = True  # full-int8 TFLite: deployed to the device
+    int8: bool = True  # int8 activations (weights int8 or INT4-packed): deployed to the device
 
     @property
     def label(self):

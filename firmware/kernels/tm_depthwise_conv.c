@@ -1,4 +1,5 @@
-/* DEPTHWISE_CONV_2D: any shape (tm_dwconv2d_s8), and 3x3 stride-1 SAME in place (tm_dwconv3x3_s8). */
+/* DEPTHWISE_CONV_2D: any shape (tm_dwconv2d_s8), and 3x3 stride-1 SAME in place (tm_dwconv3x3_s8; _s4 with
+ * 4-bit weights). */
 #include "tm_internal.h"
 
 /*
@@ -280,4 +281,48 @@ void tm_dwconv3x3_s8(const tm_dw3x3_t *p, const int8_t *in, int8_t *out, int8_t 
     } else {
         dw3x3_rows(p, in, out, scratch, 1, 0);
     }
+}
+
+/* A nibble of TFLite's INT4 bytes as a signed value: hi 0 the low nibble, 1 the high one. */
+static inline int32_t dw_nibble(uint8_t byte, int32_t hi)
+{
+    return (int32_t)(int8_t)((hi ? byte : (uint8_t)(byte << 4)) & 0xf0) >> 4;
+}
+
+static inline int32_t dw_pair(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)lo & 0xffffu) | ((uint32_t)hi << 16));
+}
+
+/*
+ * The weight stream tm_dwconv3x3_s8 reads (see tm_dw3x3_t) from 4-bit weights: per four channels c..c+3
+ * their biases, then per tap the pairs (c, c+2) and (c+1, c+3). In_c is a multiple of 4, so channels c, c+1
+ * of a tap share one byte and c+2, c+3 the next.
+ */
+static void dw3x3_unpack_w4(const tm_dw3x3_w4_t *p, int32_t *stream)
+{
+    const int32_t c_n = p->dw.win.in_c, scale = p->dw.dbl ? 2 : 1;
+    int32_t c, t;
+    for (c = 0; c < c_n; c += 4) {
+        *stream++ = p->bias[c];
+        *stream++ = p->bias[c + 1];
+        *stream++ = p->bias[c + 2];
+        *stream++ = p->bias[c + 3];
+        for (t = 0; t < 9; t++) {
+            const uint8_t *b = p->w4 + ((t * c_n + c) >> 1);
+            *stream++ = dw_pair(dw_nibble(b[0], 0) * scale, dw_nibble(b[1], 0) * scale);
+            *stream++ = dw_pair(dw_nibble(b[0], 1) * scale, dw_nibble(b[1], 1) * scale);
+        }
+    }
+}
+
+/* The 3x3 kernel on 4-bit weights: unpacked once per call (a few instructions per weight, against one
+ * multiply per weight for every pixel), after the ring, which in_c a multiple of 4 keeps word-aligned. */
+void tm_dwconv3x3_s4(const tm_dw3x3_w4_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
+{
+    tm_dw3x3_t dw = p->dw;
+    int32_t *stream = (int32_t *)(void *)(scratch + (dw.win.in_w + 2) * dw.group);
+    dw3x3_unpack_w4(p, stream);
+    dw.w = stream;
+    tm_dwconv3x3_s8(&dw, in, out, scratch);
 }

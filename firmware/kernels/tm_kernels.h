@@ -22,7 +22,7 @@
  * One op per file; what several ops share is in the internal header
  * tm_internal.h and the tm_nn_*.c support files:
  *   tm_conv.c              tm_conv2d_s8, tm_conv2d_sparse_s8
- *   tm_depthwise_conv.c    tm_dwconv2d_s8, tm_dwconv3x3_s8
+ *   tm_depthwise_conv.c    tm_dwconv2d_s8, tm_dwconv3x3_s8, _s4
  *   tm_fully_connected.c   tm_fully_connected_s8, tm_fully_connected_sparse_s8, _s4
  *   tm_conv_fc.c           tm_conv2d_fc_s8_dd, _ds, _sd, _ss, _sc, _d4
  *   tm_pooling.c           tm_avg_pool_s8, tm_max_pool_s8
@@ -63,9 +63,10 @@ extern "C" {
  *   tm_conv2d_fc_s8_sc: 4 * fc_cout, then k rounded up to 4
  *   tm_dwconv2d_s8: k_h * k_w * in_c
  *   tm_dwconv3x3_s8: (in_w + 2) * group
+ *   tm_dwconv3x3_s4: as tm_dwconv3x3_s8, then 22 * in_c (the unpacked weights)
  *
  * In place: tm_conv2d_s8 of a 1x1, stride-1, unpadded convolution with
- * cout <= in_c, tm_dwconv3x3_s8 and tm_requantize_s8 may be given out == in.
+ * cout <= in_c, tm_dwconv3x3_s8, _s4 and tm_requantize_s8 may be given out == in.
  */
 
 /* Requantisation of int32 accumulators to int8, one entry per output channel. */
@@ -200,6 +201,18 @@ typedef struct {
     tm_prq_t rq;
 } tm_dw3x3_t;
 
+/*
+ * tm_dw3x3_t with 4-bit weights kept packed in flash: w4 holds TFLite's INT4 bytes
+ * ([tap][channel], two a byte, low nibble first), bias the biases (doubled with
+ * dw.dbl), dw.w is NULL. tm_dwconv3x3_s4 lays them out as dw.w in its scratch, after
+ * the ring, once per call: a separate struct so the 8-bit layers' structs keep their size.
+ */
+typedef struct {
+    tm_dw3x3_t dw;
+    const uint8_t *w4;
+    const int32_t *bias;
+} tm_dw3x3_w4_t;
+
 typedef struct {
     int32_t rows; /* batch rows sharing the weights */
     tm_matmul_t mm;
@@ -309,8 +322,9 @@ void tm_dwconv3x3_s8(const tm_dw3x3_t *p, const int8_t *in, int8_t *out, int8_t 
 void tm_fully_connected_s8(const tm_fc_t *p, const int8_t *in, int8_t *out);
 void tm_conv2d_sparse_s8(const tm_conv_sparse_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_fully_connected_sparse_s8(const tm_fc_sparse_t *p, const int8_t *in, int8_t *out);
-/* 4-bit weights (see tm_matmul_t). */
+/* 4-bit weights (see tm_matmul_t, tm_dw3x3_w4_t). */
 void tm_fully_connected_s4(const tm_fc_t *p, const int8_t *in, int8_t *out);
+void tm_dwconv3x3_s4(const tm_dw3x3_w4_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_conv2d_fc_s8_dd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_conv2d_fc_s8_ds(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 void tm_conv2d_fc_s8_sd(const tm_conv_fc_t *p, const int8_t *in, int8_t *out, int8_t *scratch);

@@ -432,22 +432,35 @@ def _lower_dwconv(ctx: _OpContext, op: Op) -> Step:
         dbl = packing.doubling(bound)
         stream = CArray(f"{c_name(op)}_pw", packing.packed_dw3x3(taps_by_channel, r.folded, dbl))
         rq_arrays, rq = _packed_requant(c_name(op), r, bound, dbl)
-        enc = WeightEncoding(
-            "dense", [stream], {"w": stream.name}, float(np.mean(taps_by_channel == 0)), taps_by_channel
-        )
+        sparsity = float(np.mean(taps_by_channel == 0))
+        struct = {"win": win, "w": stream.name, "dbl": dbl, "group": group, "rq": rq}
+        ring = (win["in_w"] + 2) * group
+        if not _int4(op):
+            enc = WeightEncoding("dense", [stream], {"w": stream.name}, sparsity, taps_by_channel)
+            kernel, struct_type, scratch = "tm_dwconv3x3_s8", "tm_dw3x3_t", ring
+        else:
+            # 4-bit weights stay packed (TFLite's bytes, [tap][channel]), the biases beside them: the kernel
+            # lays them out as `stream` after its ring once per call (scratch below the pointwise layers').
+            w4 = CArray(f"{c_name(op)}_w4", np.asarray(op.inputs[1].data, np.uint8))
+            bias = CArray(f"{c_name(op)}_bias", (r.folded * (2 if dbl else 1)).astype(np.int32))
+            enc = WeightEncoding("int4", [w4, bias], {"w4": w4.name, "bias": bias.name}, sparsity, taps_by_channel)
+            struct = {"dw": {**struct, "w": "NULL"}, "w4": w4.name, "bias": bias.name}
+            kernel, struct_type, scratch = "tm_dwconv3x3_s4", "tm_dw3x3_w4_t", ring + stream.nbytes
         return Step(
             op,
-            "tm_dwconv3x3_s8",
+            kernel,
             [in_t],
             out_t,
-            [stream] + rq_arrays,
-            "tm_dw3x3_t",
-            {"win": win, "w": stream.name, "dbl": dbl, "group": group, "rq": rq},
-            scratch=(win["in_w"] + 2) * group,
+            enc.arrays + rq_arrays,
+            struct_type,
+            struct,
+            scratch=scratch,
             macs=macs,
             encoding=enc,
             inplace=True,
         )
+    # The general kernel (any shape; no architecture here has such a layer with 4-bit weights) reads int8
+    # [tap][channel] weights in its inner loop: 4-bit ones are widened to 8 bits here rather than unpacked.
     arrays, rq = _requant(ctx, in_t, op.inputs[1], _bias(ctx, op), out_t, taps_by_channel, ctx.activation(op.options))
     enc = dense_weights(c_name(op), w.reshape(k_h * k_w, cout))  # [tap][channel], not a matmul
     return Step(

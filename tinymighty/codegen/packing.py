@@ -17,7 +17,8 @@ Two arithmetic shortcuts are taken only where this module proves them exact for 
   t + rnd); otherwise rnd is NULL and the kernels use the general MultiplyByQuantizedMultiplier.
 
 4-bit weights (TFLite INT4, two a byte, low nibble first) stay packed: a dense convolution keeps TFLite's bytes
-and unpacks them into the layout above once per call (tm_unpack_w4); a FULLY_CONNECTED layer's are re-ordered
+and unpacks them into the layout above once per call (tm_unpack_w4), a 3x3 depthwise one into packed_dw3x3's
+stream (tm_dwconv3x3_s4); a FULLY_CONNECTED layer's are re-ordered
 within each group of 8 columns (``fc_int4``) so its kernel splits them into SMLAD pairs with two masks.
 """
 

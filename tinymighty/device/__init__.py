@@ -22,7 +22,7 @@ the host's reference, flash and RAM by source group), ``recognizer`` (the post-p
 
 from .backends import FAULT_EXIT, PSRAM_BASE, PSRAM_SIZE, HostBackend, QemuBackend, SerialBackend, connect, make_backend
 from .build import FIRMWARE_DIR, RAM_BASE, FirmwareBuildError, build_firmware, elf_sizes
-from .measure import BATCH_CHUNK, CALIBRATION_LOOPS, measure
+from .measure import BATCH_CHUNK, CALIBRATION_LOOPS, bench_inputs, measure, over_inputs
 from .protocol import (
     PROTOCOL_VERSION,
     RETRYABLE_DEVICE_ERRORS,
@@ -53,6 +53,7 @@ __all__ = [
     "Response",
     "SerialBackend",
     "Transcript",
+    "bench_inputs",
     "build_firmware",
     "connect",
     "crc8",
@@ -60,5 +61,6 @@ __all__ = [
     "frame",
     "make_backend",
     "measure",
+    "over_inputs",
     "unframe",
 ]

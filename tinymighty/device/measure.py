@@ -15,23 +15,55 @@ CALIBRATION_LOOPS = 1_000_000  # 2M instructions: the 40-instruction tick quantu
 BATCH_CHUNK = 128  # inputs per BATCH request, so a damaged line costs a short retry
 
 
-def _timing(ticks: list[int], tick_hz: int, insns_per_tick: float | None) -> dict:
-    t = np.asarray(ticks, dtype=np.int64)
-    timing = {"n": len(ticks), "tick_hz": tick_hz, "ticks": ticks, "ticks_median": float(np.median(t))}
+def over_inputs(per_input) -> dict:
+    """The median and the range of one figure over the benchmark inputs: the median is the headline, and the
+    range goes with it, since an inference's instruction count depends a little on its input (data-dependent
+    branches in the kernels), so no one input stands for the others."""
+    v = np.asarray(per_input, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"need one figure per benchmark input, got shape {v.shape}")
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def bench_inputs(client: DeviceClient, backend, inputs: np.ndarray, runs: int, timeout: float | None = None) -> list:
+    """Tick counts of `runs` back-to-back inferences of each input, in one session: BENCH at the input's
+    address when the backend preloaded them all (as inputs[0] onwards), else LOAD it first."""
+    addr = backend.preload_addr
+    ticks = []
+    for i, x in enumerate(inputs):
+        if addr is None:
+            client.load_input(x)
+        ticks.append(client.bench(runs, None if addr is None else addr + i * x.size, timeout=timeout))
+    return ticks
+
+
+def _timing(ticks: list[list[int]], tick_hz: int, insns_per_tick: float | None) -> dict:
+    """ticks: per benchmark input, its runs. Each input's figure is the median of its runs; the headline is
+    the median over inputs, with their min and max."""
+    per_input = [float(np.median(t)) for t in ticks]
+    timing = {
+        "n": len(ticks[0]),
+        "inputs": len(ticks),
+        "tick_hz": tick_hz,
+        "ticks": ticks,
+        "ticks_median": over_inputs(per_input)["median"],
+    }
     if insns_per_tick is not None:
-        insns = t * insns_per_tick
+        insns = over_inputs([t * insns_per_tick for t in per_input])
         timing.update(
             {
                 "unit": "emulated instructions (QEMU -icount instruction count, not Cortex-M4 cycles)",
-                "instructions_median": float(np.median(insns)),
-                "instructions_min": float(insns.min()),
-                "instructions_max": float(insns.max()),
-                "instructions_spread": float(insns.max() - insns.min()),
+                "instructions_per_input": [t * insns_per_tick for t in per_input],
+                **{f"instructions_{k}": v for k, v in insns.items()},
+                "instructions_spread": insns["max"] - insns["min"],
+                # Between runs of one input: 0 under QEMU's -icount; a board's timer may jitter.
+                "instructions_run_spread": max((max(t) - min(t)) * insns_per_tick for t in ticks),
                 "instructions_resolution": insns_per_tick,
             }
         )
     else:  # a real board's timer: ticks are time
-        timing.update({"unit": "ticks", "seconds_median": float(np.median(t)) / tick_hz})
+        secs = over_inputs([t / tick_hz for t in per_input])
+        timing.update({"unit": "ticks", **{f"seconds_{k}": v for k, v in secs.items()}})
     return timing
 
 
@@ -48,7 +80,13 @@ def _check_calibration(client: DeviceClient, insns_per_tick: float) -> dict:
 
 
 def measure(
-    elf, backend_cfg: dict, inputs: np.ndarray, n_bench: int = 10, log_path="device.log", timeout: float = 5.0
+    elf,
+    backend_cfg: dict,
+    inputs: np.ndarray,
+    n_bench: int = 10,
+    log_path="device.log",
+    timeout: float = 5.0,
+    timing_inputs: int = 1,
 ) -> dict:
     """Measures one firmware image: sizes, memory, time per inference and every input's output.
 
@@ -56,13 +94,16 @@ def measure(
     timeout: seconds to wait for a reply that asks for no work; requests that run inferences wait that plus
     ten times what their inferences take (learnt from the BENCH), so a dead device fails in seconds and a
     slow one is still waited for.
-    Returns identify info, flash/RAM figures, timing (median over n_bench runs on inputs[0]),
-    and per-input "predictions" (N,) and "outputs" (N, out_size) as numpy arrays."""
+    timing_inputs: time the first this many inputs (at most N), n_bench runs each (see _timing).
+    Returns identify info, flash/RAM figures, timing, and per-input "predictions" (N,) and
+    "outputs" (N, out_size) as numpy arrays."""
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or inputs.dtype != np.int8 or len(inputs) == 0:
         raise ValueError(f"inputs must be a non-empty int8 array (N, in_size), got {inputs.dtype} {inputs.shape}")
     if n_bench < 1:
         raise ValueError("n_bench must be at least 1 (10 or more for a meaningful median)")
+    if timing_inputs < 1:
+        raise ValueError("timing_inputs must be at least 1")
     sizes = elf_sizes(elf) if backend_cfg.get("kind", "qemu") != "host" else {}
     backend = make_backend(backend_cfg, elf, preload=np.ascontiguousarray(inputs).tobytes())
     with connect(backend, log_path, timeout=timeout) as client:
@@ -75,11 +116,9 @@ def measure(
         insns_per_tick = backend.instructions_per_tick(info["tick_hz"])
         calibration = _check_calibration(client, insns_per_tick) if insns_per_tick else None
 
-        preload = backend.preload_addr
-        if preload is None:
-            client.load_input(inputs[0])
-        ticks = client.bench(n_bench, preload)
+        ticks = bench_inputs(client, backend, inputs[:timing_inputs], n_bench)
 
+        preload = backend.preload_addr
         n, size = inputs.shape
         if preload is None:
             runs = [client.infer(x) for x in inputs]

@@ -37,6 +37,7 @@ def device_step(
     baudrate,
     accuracy_inputs,
     bench_runs,
+    timing_inputs=1,
     arch=None,
     variant=None,
     config=None,
@@ -46,7 +47,10 @@ def device_step(
     Results and transcripts stay a pair: Snakemake removes device.json and its transcript (the job's log)
     before the job starts, the transcript is written as the exchange happens, and device.json is written
     atomically only after the last transcript is complete. A killed job therefore leaves no result (the
-    next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript."""
+    next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript.
+
+    Instructions are timed on the first `timing_inputs` test clips, `bench_runs` runs each: the headline is
+    their median, shown with the min and max, and every clip's count is kept (issue 11)."""
     Path(f"{log_path}.dense").unlink(missing_ok=True)  # an earlier run's dense-kernel transcript
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
@@ -55,7 +59,8 @@ def device_step(
     inp = {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])}
     xq = quantize_input(x[:n], inp).reshape(n, -1)
     cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
-    m = measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path)
+    timed = min(timing_inputs, n)
+    m = measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path, timing_inputs=timed)
     host = np.load(host_outputs)[:n].reshape(n, -1)  # TFLM's outputs: the runtime we must equal
     host_pred = host.argmax(axis=1)
     mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
@@ -79,15 +84,16 @@ def device_step(
             stack_peak=m["ram"]["stack_high_water"],
             total=m["ram"]["static"] + m["ram"]["stack_high_water"],
         ),
-        "instructions": {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")}
-        | {"runs": timing["n"], "unit": timing["unit"]},
+        "instructions": _instructions(timing, Path(test_npz).name),
         "timing": timing,
         "calibration": m["calibration"],
         "identify": m["identify"],
         "codegen": gen,
     }
     if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
-        res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
+        res["dense_kernels"] = _dense_baseline(
+            model_tflite, cfg, xq[:timed], m["outputs"][:timed], bench_runs, log_path
+        )
     write_json(out_json, res, config)
     bound = res["ram"]["stack_bound"]
     if bound is not None and res["ram"]["stack_high_water"] > bound:
@@ -104,16 +110,30 @@ def device_step(
         )
 
 
+def _instructions(timing, test_split):
+    """device.json's instruction figures: median and range over the timed test clips, and each clip's count."""
+    per_input = timing.get("instructions_per_input")
+    return {k: _int_or_none(timing.get(f"instructions_{k}")) for k in ("median", "min", "max")} | {
+        "runs": timing["n"],
+        "inputs": timing["inputs"],
+        "per_input": None if per_input is None else [_int_or_none(v) for v in per_input],
+        # Provenance of per_input: the same clips for every variant, so their counts compare clip by clip.
+        "clips": {"split": test_split, "indices": list(range(timing["inputs"]))},
+        "unit": timing["unit"],
+    }
+
+
 def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_path):
-    """The same model with every layer dense: what the sparse kernels are compared against."""
+    """The same model with every layer dense, timed on the same inputs: what the sparse kernels are compared
+    against."""
     with tempfile.TemporaryDirectory() as tmp:
         info = generate(model_tflite, Path(tmp) / "model", sparse_threshold=None)
         elf = build_firmware(Path(tmp) / "model", Path(tmp) / "build")
-        m = measure(elf, backend_cfg, xq, n_bench=bench_runs, log_path=str(log_path) + ".dense")
+        m = measure(elf, backend_cfg, xq, n_bench=bench_runs, log_path=str(log_path) + ".dense", timing_inputs=len(xq))
     if not np.array_equal(m["outputs"], expected):
         raise RuntimeError(f"{model_tflite}: dense and sparse kernels disagree; transcripts in {log_path}[.dense]")
     return {
-        "instructions_median": _int_or_none(m["timing"].get("instructions_median")),
+        **{f"instructions_{k}": _int_or_none(m["timing"].get(f"instructions_{k}")) for k in ("median", "min", "max")},
         "flash_model": m["flash"].get("model"),
         "weight_bytes": info["weight_bytes"],
     }

@@ -16,9 +16,9 @@ Variants (names match ``[a-z][a-z0-9_]*``; the grid comes from ``config["quantiz
 
 What TFLite can express (measured with TF 2.21; the variant list decides this before any job runs):
 
-* 8-bit activations: exported. Weights at 5..8 bits are stored as int8 holding exactly 2^N - 1 levels;
-  weights at 2..4 bits are packed by the converter as INT4 (two weights a byte), which TFLM runs but the
-  project's firmware code generator (int8 only) does not take, so those are not deployed to the MCU.
+* 8-bit activations: exported and deployed to the MCU. Weights at 5..8 bits are stored as int8 holding
+  exactly 2^N - 1 levels; weights at 2..4 bits are packed by the converter as INT4 (two weights a byte),
+  which the code generator keeps packed in flash and the kernels unpack (bit-exact to TFLM).
 * activations below 8 bits: not exported (``deployable: false``). The converter rejects 2..4-bit
   activations ("operand must be QI8/QUI8/QI16 ... but got i4") and silently widens 5..7-bit ranges to 8-bit
   scales, which would be a different model.
@@ -78,8 +78,9 @@ class Spec:
         return self.tflite and self.weight_bits <= 4
 
     @property
-    def int8(self):
-        return self.tflite and not self.int4
+    def deployed(self):
+        """Compiled for the device: every exported variant, int8 or INT4-packed weights alike."""
+        return self.tflite
 
     @property
     def deployable_reason(self):
@@ -141,7 +142,7 @@ def specs(config):
 
 
 def variants(config, arch):
-    return [Variant(arch, s.name, s.family, tflite=s.tflite, int8=s.int8) for s in specs(config)]
+    return [Variant(arch, s.name, s.family, tflite=s.tflite, int8=s.deployed) for s in specs(config)]
 
 
 def spec(config, name):

@@ -99,11 +99,6 @@ def variant_step(arch, variant, inputs, outputs, params, log_path=None, config=N
         extra.update(
             weight_storage=storage, fake_quant_accuracy=res["accuracy"], fake_quant_agreement_with_float=agreement
         )
-        if s.int4:
-            extra["firmware_note"] = (
-                "INT4-packed weights: checked under TFLM's Python interpreter by the evaluate "
-                "rule, not sent to the project firmware (its code generator takes int8 only)"
-            )
         write_variant(float_model, content, outputs["model"], outputs["info"], s.family, config, **extra)
         log(f"{arch}/{variant}: exported {len(content)} bytes of TFLite ({storage} weights)")
         return

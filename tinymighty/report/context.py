@@ -92,7 +92,11 @@ def variant_row(h, size):
         "host": h,
     }
     if dev:
+        # The median over the timed test clips is the figure; min and max show how much it depends on the clip.
         row["instructions"] = dev["instructions"]["median"]
+        row["instructions_min"] = dev["instructions"].get("min")
+        row["instructions_max"] = dev["instructions"].get("max")
+        row["instructions_inputs"] = dev["instructions"].get("inputs", 1)
         row["flash"] = dev["flash"]["total"]
         row["ram"] = dev["ram"]["total"]
         row["mcu_ms_est"] = 1000.0 * dev["instructions"]["median"] / CLOCK_HZ

@@ -11,6 +11,15 @@ TEMPLATES = REPO / "report" / "templates"
 CSS = REPO / "report" / "style.css"
 
 
+def instructions_spread(row):
+    """'±0.27%': the largest distance of one timed clip's instruction count from the median, relative to it;
+    '' when only one clip was timed."""
+    med, lo, hi = row.get("instructions"), row.get("instructions_min"), row.get("instructions_max")
+    if not med or lo is None or hi is None or (row.get("instructions_inputs") or 1) < 2:
+        return ""
+    return f"\u00b1{100 * max(med - lo, hi - med) / med:.2f}%"
+
+
 def render(ctx, out_html, out_pdf=None):
     """The page as HTML, and as PDF unless out_pdf is None."""
     import jinja2
@@ -24,6 +33,7 @@ def render(ctx, out_html, out_pdf=None):
     )
     env.filters["pct"] = lambda v, d=1: "n/a" if v is None else f"{100 * v:.{d}f}%"
     env.filters["ms"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    env.filters["spread"] = instructions_spread
     env.filters["num"] = lambda v: "n/a" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:,.3g}")
     page = env.get_template("report.html.j2").render(css=CSS.read_text(), **ctx)
     out_html = Path(out_html)
@@ -50,7 +60,10 @@ SUMMARY_KEYS = [
     "tflite_bytes",
     "gzip_bytes",
     "host_ms",
-    "instructions",
+    "instructions",  # the median over the timed test clips (instructions_inputs), and their range
+    "instructions_min",
+    "instructions_max",
+    "instructions_inputs",
     "flash",
     "ram",
     "family",
