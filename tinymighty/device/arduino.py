@@ -125,7 +125,7 @@ def has_live_mode(sketch_dir) -> bool:
     return "TM_LIVE_INTERVAL" in (Path(sketch_dir) / "tm_sketch.h").read_text()
 
 
-def link_check(sketch_dir, build_dir) -> dict:
+def link_check(sketch_dir, build_dir, extra_cflags: str = "") -> dict:
     """The nRF52840 link check: the sketch's C sources cross-compiled and linked at the sketch's flash origin
     within its budgets (a FirmwareBuildError with the linker's words when they do not fit), the C++ glue
     compiled against the stand-in Arduino API in protocol and live mode. Returns the ELF's figures
@@ -135,6 +135,7 @@ def link_check(sketch_dir, build_dir) -> dict:
         build_dir,
         board="nano33ble",
         sketch_dir=sketch_dir,
+        extra_cflags=extra_cflags,
         make_vars={"SKETCH_MODES": "0 1" if has_live_mode(sketch_dir) else "0"},
     )
     return {"elf": str(elf), **elf_sizes(elf, budgets=(SKETCH_FLASH_BYTES, SKETCH_RAM_BYTES))}

@@ -40,13 +40,18 @@ def device_step(
     arch=None,
     variant=None,
     config=None,
+    sketch_link=None,
 ):
     """Measure one firmware image on the device and check it agrees with the host, output by output.
 
     Results and transcripts stay a pair: Snakemake removes device.json and its transcript (the job's log)
     before the job starts, the transcript is written as the exchange happens, and device.json is written
     atomically only after the last transcript is complete. A killed job therefore leaves no result (the
-    next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript."""
+    next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript.
+
+    On a board (backend serial), flash and RAM are the nRF52840 link check's of the variant's sketch
+    (sketch_link, its link.json): the core builds what runs. The board must report this variant's model hash,
+    and a board counting cycles (the sketch's DWT counter, ID's tick=cycles) gives `cycles` at its clock."""
     Path(f"{log_path}.dense").unlink(missing_ok=True)  # an earlier run's dense-kernel transcript
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
@@ -55,7 +60,8 @@ def device_step(
     inp = {"dtype": np.int8, "quantization": (gen["input_scale"], gen["input_zero_point"])}
     xq = quantize_input(x[:n], inp).reshape(n, -1)
     cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
-    m = measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path)
+    sizes = read_results(sketch_link) if sketch_link else None
+    m = measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path, expected_model=gen["model_hash"], sizes=sizes)
     host = np.load(host_outputs)[:n].reshape(n, -1)  # TFLM's outputs: the runtime we must equal
     host_pred = host.argmax(axis=1)
     mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
@@ -83,10 +89,12 @@ def device_step(
         | {"runs": timing["n"], "unit": timing["unit"]},
         "timing": timing,
         "calibration": m["calibration"],
+        "cycles": _cycles(m["identify"], timing),
         "identify": m["identify"],
         "codegen": gen,
     }
-    if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
+    # The dense twin is another image: QEMU can run it next to this one, a board would need it flashed.
+    if backend == "qemu" and any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(model_tflite, cfg, xq[:1], m["outputs"][:1], bench_runs, log_path)
     write_json(out_json, res, config)
     bound = res["ram"]["stack_bound"]
@@ -102,6 +110,23 @@ def device_step(
             "compare the outputs in the transcript with the variant's outputs.npy",
             Path(log_path),
         )
+
+
+def _cycles(identify, timing):
+    """Real cycles per inference and their milliseconds at the board's clock, when the board counts cycles."""
+    if identify["tick"] != "cycles" or timing.get("instructions_median") is not None:
+        return None
+    ticks, hz = np.asarray(timing["ticks"]), identify["tick_hz"]
+    median = float(np.median(ticks))
+    return {
+        "median": _int_or_none(median),
+        "min": int(ticks.min()),
+        "max": int(ticks.max()),
+        "runs": len(ticks),
+        "clock_hz": hz,
+        "ms_median": 1000.0 * median / hz,
+        "board": identify["board"],
+    }
 
 
 def _dense_baseline(model_tflite, backend_cfg, xq, expected, bench_runs, log_path):

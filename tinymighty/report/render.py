@@ -37,7 +37,7 @@ def render(ctx, out_html, out_pdf=None):
 
 # summary.csv: one row per variant. `accuracy` is TFLM's for int8 models (the runtime the device equals);
 # the tflite_ref_* columns are tf.lite's reference kernels as a cross-check. `./tbm recommend` reads
-# accuracy, deployable, flash, ram and instructions.
+# accuracy, deployable, flash, ram and instructions (cycles on a board: time_unit).
 SUMMARY_KEYS = [
     "arch",
     "variant",
@@ -51,6 +51,8 @@ SUMMARY_KEYS = [
     "gzip_bytes",
     "host_ms",
     "instructions",
+    "time_unit",  # what `instructions` counts: QEMU's emulated instructions, or a board's cycles
+    "board",
     "flash",
     "ram",
     "family",

@@ -6,9 +6,11 @@
  * /dev/ttyACM0.  The stand-in holds the slave side open too, so the host may close and reopen the port.
  *
  * Environment:
- *   TM_STANDIN_SERIAL=stdio     Serial is stdin/stdout instead of a pty (no "pty" line).
- *   TM_STANDIN_RESET_AFTER=<n>  after n newlines received, the "board" resets: the process executes
- *                               itself again on the same pty, so all state is lost and READY comes again.
+ *   TM_STANDIN_SERIAL=stdio     Serial is stdin/stdout instead of a pty (no "pty" line); the process ends
+ *                               when stdin closes.
+ *   TM_STANDIN_RESET_AFTER=<n>[,<n>...]  after n newlines received, the "board" resets: the process
+ *                               executes itself again on the same pty, so all state is lost and READY comes
+ *                               again; then after the next n newlines, and so on down the list.
  *   TM_STANDIN_PCM=<file>       the PDM microphone "records" this raw 16-bit mono PCM: 256 samples arrive
  *                               before each loop(); when the file is done and loop() has had it all, the
  *                               process exits with status 0.
@@ -88,7 +90,11 @@ static void reset_board(void)
     char in[16], slave[16];
     snprintf(in, sizeof in, "%d", serial_in);
     snprintf(slave, sizeof slave, "%d", pty_slave);
-    unsetenv("TM_STANDIN_RESET_AFTER");
+    const char *rest = strchr(getenv("TM_STANDIN_RESET_AFTER"), ',');
+    if (rest)
+        setenv("TM_STANDIN_RESET_AFTER", rest + 1, 1);
+    else
+        unsetenv("TM_STANDIN_RESET_AFTER");
     execl("/proc/self/exe", "standin", "--pty-fd", in, "--slave-fd", slave, (char *)NULL);
     die("cannot re-execute itself");
 }
@@ -154,11 +160,13 @@ void delay(unsigned long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Waits up to a millisecond for input rather than spinning: the glue yields while it waits for a byte. */
+/* Waits up to a millisecond for input rather than spinning: the glue yields while it waits for a byte.  On
+ * stdio, stdin closed and drained is the board unplugged: the process ends. */
 void yield(void)
 {
     struct pollfd p = {serial_in, POLLIN, 0};
-    poll(&p, 1, 1);
+    if (poll(&p, 1, 1) > 0 && (p.revents & POLLHUP) && serial_in == 0 && Serial.available() <= 0)
+        exit(0);
 }
 
 /* ---- PDM ---- */
