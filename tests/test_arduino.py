@@ -275,13 +275,14 @@ def test_another_model_fails_naming_both(sketch, tmp_path):
 
 
 def test_board_that_resets_mid_run_is_measured_again(sketch, inputs, tmp_path):
-    # The 8th line the board reads (a LOAD, after the blank line, ID, LOAD, BENCH, ...) resets it.
+    # The 8th line the board reads resets it: the second RUN (after the blank line, ID, LOAD, BENCH, LOAD, RUN, LOAD).
     with arduino.StandinBoard(sketch["exe"], env={"TM_STANDIN_RESET_AFTER": "8"}) as board:
         r = measure(sketch["link"]["elf"], {"kind": "serial", "url": board.port}, inputs, 3, tmp_path / "log",
                     expected_model=FIXTURE_HASH, sizes=sketch["link"])  # fmt: skip
     np.testing.assert_array_equal(r["outputs"], fixture_reference(inputs))
     log = (tmp_path / "log").read_text()
-    assert log.count("< b'READY proto=2") == 2 and "RESET: the device reset during" in log
+    # The boot banner may come before the port is opened (and be flushed); the reset's comes mid-run.
+    assert log.count("< b'READY proto=2") >= 1 and "RESET: the device reset during RUN" in log
     assert "measuring again from the start" in log
 
 
