@@ -63,6 +63,7 @@ rule device:
         test=f"{RESULTS}/features/testing.npz",
         host_outputs=f"{RESULTS}/variants/{{arch}}/{{variant}}/outputs.npy",
         codegen=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
+        sketch_link=device_sketch_link,
     output:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.json",
     log:

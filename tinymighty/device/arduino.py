@@ -22,15 +22,18 @@ import os
 import select
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..budgets import SKETCH_FLASH_BYTES, SKETCH_RAM_BYTES
 from ..data import micro_frontend as mf
 from ..errors import InputError
+from ..provenance import read_results, write_json
 from .backends import dying_with_parent
 from .build import FIRMWARE_DIR, build_firmware, elf_sizes
+from .pipeline import feature_tables
 from .protocol import DeviceError
-from .recognizer import Settings
+from .recognizer import Settings, settings
 
 SKETCH = "kws"  # the folder and its .ino share the name, as the Arduino builder requires
 CORE = "arduino:mbed_nano"
@@ -195,3 +198,27 @@ microphone and prints a line per keyword, e.g. `EVENT yes class=2 score=801 stri
 
 Every file here but tm_sketch.h and this README is a copy of a file of the repository: edit those, not these.
 """
+
+
+# ---- the workflow's steps ----------------------------------------------------------------------------------
+
+
+def sketch_step(model_c, codegen_json, index_json, out_sketch, features: dict, recognizer: dict) -> Path:
+    """rule arduino_sketch: the variant's sketch at out_sketch (a folder named kws), with the features config's
+    tables and, for micro features, live mode's recognizer settings from the config."""
+    out_sketch = Path(out_sketch)
+    if out_sketch.name != SKETCH:
+        raise ValueError(f"a sketch folder must be named {SKETCH} (as its .ino), not {out_sketch.name}")
+    labels = read_results(index_json)["labels"]
+    gen = read_results(codegen_json)
+    if features["kind"] != "micro":  # the network takes features the device does not compute: no live mode
+        return export_sketch(Path(model_c).parent, out_sketch.parent)
+    live = settings(recognizer, features, labels, gen["output_scale"], gen["output_zero_point"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = feature_tables(features, tmp)
+        return export_sketch(Path(model_c).parent, out_sketch.parent, tables_dir=tables, live=live, labels=labels)
+
+
+def link_step(sketch_dir, out_json, config=None) -> None:
+    """rule arduino_link: the nRF52840 link check of a sketch; its figures (and stack report) to out_json."""
+    write_json(out_json, link_check(sketch_dir, Path(out_json).parent / "link"), config)
