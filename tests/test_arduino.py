@@ -347,3 +347,50 @@ def test_live_mode_gives_streams_events(tmp_path):
     assert len(expected) >= 3 and [(c, s) for c, s, _ in live] == expected
     # STREAM counts columns, live mode strides: a column per stride once the first window is full.
     assert {stride - cols for (_, _, stride), (_, cols, _, _) in zip(live, stream["events"], strict=True)} == {1}
+
+
+# ---- the workflow's steps, on the default run's TinyConv ------------------------------------------------------
+
+
+def test_workflow_steps_on_the_default_runs_tinyconv(tmp_path):
+    """rule arduino_sketch and arduino_link on the default run's PTQ int8 TinyConv (tests/fixtures/pinned), then its
+    sketch's host build measured over a pty: outputs equal TFLM's, byte for byte, and live mode is on."""
+    codegen = pytest.importorskip("tinymighty.codegen")
+    pytest.importorskip("tflite_micro")
+    from tinymighty.provenance import read_results, write_json
+
+    tflite = REPO / "tests" / "fixtures" / "pinned" / "tinyconv_ptq_int8.tflite"
+    info = codegen.generate(tflite, tmp_path / "model", sparse_threshold=0.8)
+    write_json(tmp_path / "codegen.json", info)
+    write_json(tmp_path / "index.json", {"labels": KWS_LABELS})
+    config = yaml_config()
+    folder = arduino.sketch_step(
+        tmp_path / "model" / "model.c",
+        tmp_path / "codegen.json",
+        tmp_path / "index.json",
+        tmp_path / "arduino" / "kws",
+        config["features"],
+        config["recognizer"],
+    )
+    assert arduino.has_live_mode(folder) and '{"_silence_", "_unknown_", "yes", "no"}' in (
+        folder / "tm_sketch.h"
+    ).read_text()
+    arduino.link_step(folder, tmp_path / "arduino" / "link.json")
+    link = read_results(tmp_path / "arduino" / "link.json")
+    assert link["flash_model"] >= info["weight_bytes"] and link["flash_image"] < budgets.SKETCH_FLASH_BYTES
+    assert link["ram_bss"] >= info["arena_size"]
+    print(f"nRF52840 link of TinyConv ptq_int8: {link['flash_image']} B flash ({link['flash_model']} B model), "
+          f"{link['ram_reserved']} B RAM ({link['ram_static']} B static + {link['stack_size']} B stack)")  # fmt: skip
+
+    x = np.random.default_rng(4).integers(-128, 128, size=(8, 49 * 40), dtype=np.int8)
+    exe = arduino.build_host(folder, tmp_path / "host")
+    with arduino.StandinBoard(exe) as board:
+        r = measure(link["elf"], {"kind": "serial", "url": board.port}, x, 3, tmp_path / "log",
+                    expected_model=info["model_hash"], sizes=link)  # fmt: skip
+    np.testing.assert_array_equal(r["outputs"], codegen.tflm_outputs(tflite, x))
+
+
+def yaml_config():
+    import yaml
+
+    return yaml.safe_load((REPO / "config.yaml").read_text())
