@@ -372,9 +372,10 @@ def test_workflow_steps_on_the_default_runs_tinyconv(tmp_path):
         config["features"],
         config["recognizer"],
     )
-    assert arduino.has_live_mode(folder) and '{"_silence_", "_unknown_", "yes", "no"}' in (
-        folder / "tm_sketch.h"
-    ).read_text()
+    assert (
+        arduino.has_live_mode(folder)
+        and '{"_silence_", "_unknown_", "yes", "no"}' in (folder / "tm_sketch.h").read_text()
+    )
     arduino.link_step(folder, tmp_path / "arduino" / "link.json")
     link = read_results(tmp_path / "arduino" / "link.json")
     assert link["flash_model"] >= info["weight_bytes"] and link["flash_image"] < budgets.SKETCH_FLASH_BYTES
