@@ -5,7 +5,7 @@ from pathlib import Path
 FIRMWARE_SOURCES = sorted(
     str(p)
     for p in Path(workflow.basedir, "firmware").rglob("*")
-    if p.is_file() and (p.suffix in {".c", ".h", ".ld", ".mk"} or p.name == "Makefile")
+    if p.is_file() and (p.suffix in {".c", ".h", ".cpp", ".ino", ".ld", ".mk"} or p.name == "Makefile")
 )
 # The code generator is code the C depends on: a change to it must regenerate every model.
 CODEGEN_SOURCES = sorted(str(p) for p in Path(workflow.basedir, "tinymighty", "codegen").rglob("*.py"))
