@@ -194,7 +194,7 @@ Written by the Tiny but Mighty workflow (tinymighty.device.arduino); the reposit
 Protocol mode (TM_LIVE 0 in tm_sketch.h) speaks the workflow's protocol (firmware/PROTOCOL.md) on USB Serial:
 set `firmware.backend: serial` and `firmware.port: /dev/ttyACM0` and run the workflow. After a measurement the
 sketch idles (EXIT): press the reset button once before the next one. Live mode (TM_LIVE 1) listens on the
-microphone and prints a line per keyword, e.g. `EVENT yes class=2 score=801 stride=512 cycles=498213`.
+microphone and prints a line per keyword: `EVENT <label> class=<c> score=<window sum> stride=<n> cycles=<c>`.
 
 Every file here but tm_sketch.h and this README is a copy of a file of the repository: edit those, not these.
 """

@@ -17,10 +17,6 @@ int app_main(void);
 
 #include "board_arduino.h"
 
-#ifndef TM_LIVE
-#define TM_LIVE 0
-#endif
-
 /* USB CDC sends a packet per write, so a reply goes out a line at a time (board_flush ends every line);
  * a longer line leaves in pieces of this size. */
 static char tx_buf[128];
