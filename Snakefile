@@ -43,6 +43,7 @@ include: "rules/quantization.smk"
 include: "rules/pruning.smk"
 include: "rules/firmware.smk"
 include: "rules/pipeline.smk"
+include: "rules/arduino.smk"
 include: "rules/report.smk"
 
 
@@ -54,4 +55,6 @@ rule all:
         "results/report.pdf",
         all_metrics(),
         [device_path(v.arch, v.name) for v in GRID if has_device(v.arch, v.name)],
+        # Every deployed variant's Arduino sketch, checked by the nRF52840 link.
+        [sketch_link_path(v.arch, v.name) for v in GRID if has_device(v.arch, v.name)],
         pipeline_summary(),

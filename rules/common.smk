@@ -44,6 +44,11 @@ def device_path(arch, variant):
     return f"{RESULTS}/firmware/{arch}/{variant}/device.json"
 
 
+def sketch_link_path(arch, variant):
+    """The nRF52840 link check of a deployed variant's Arduino sketch (rules/arduino.smk)."""
+    return f"{RESULTS}/firmware/{arch}/{variant}/arduino/link.json"
+
+
 def has_device(arch, variant):
     return config["firmware"]["enabled"] and any(v.int8 for v in GRID if (v.arch, v.name) == (arch, variant))
 
@@ -142,3 +147,8 @@ def holdout_metrics(w):
 def device_metrics(w):
     """metrics: the device measurement, for the variants deployed to the device."""
     return [device_path(w.arch, w.variant)] if has_device(w.arch, w.variant) else []
+
+
+def device_sketch_link(w):
+    """device: on a board (backend serial), flash and RAM are the link check's of the variant's sketch."""
+    return [sketch_link_path(w.arch, w.variant)] if config["firmware"]["backend"] == "serial" else []

@@ -5,7 +5,7 @@ from pathlib import Path
 FIRMWARE_SOURCES = sorted(
     str(p)
     for p in Path(workflow.basedir, "firmware").rglob("*")
-    if p.is_file() and (p.suffix in {".c", ".h", ".ld", ".mk"} or p.name == "Makefile")
+    if p.is_file() and (p.suffix in {".c", ".h", ".cpp", ".ino", ".ld", ".mk"} or p.name == "Makefile")
 )
 # The code generator is code the C depends on: a change to it must regenerate every model.
 CODEGEN_SOURCES = sorted(str(p) for p in Path(workflow.basedir, "tinymighty", "codegen").rglob("*.py"))
@@ -63,6 +63,7 @@ rule device:
         test=f"{RESULTS}/features/testing.npz",
         host_outputs=f"{RESULTS}/variants/{{arch}}/{{variant}}/outputs.npy",
         codegen=f"{RESULTS}/firmware/{{arch}}/{{variant}}/codegen.json",
+        sketch_link=device_sketch_link,
     output:
         f"{RESULTS}/firmware/{{arch}}/{{variant}}/device.json",
     log:

@@ -18,4 +18,5 @@ device_step(
     arch=w.arch,
     variant=w.variant,
     config=snakemake.config,
+    sketch_link=i.sketch_link[0] if i.sketch_link else None,
 )

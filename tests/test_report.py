@@ -536,3 +536,32 @@ def test_every_figure_has_a_part_and_a_caption_in_snakemakes_report(built):
         assert text.startswith("Part ") or text.startswith("All variants"), (png.name, text)
     workflow = (REPO / "Snakefile").read_text()
     assert 'report: "report/workflow.rst"' in workflow and (REPO / "report" / "workflow.rst").exists()
+
+
+def test_a_board_measured_in_cycles_shows_cycles_and_its_name(tmp_path):
+    """When the serial backend measured a cycle-counting board (the Arduino sketch), the device table gives cycles
+    and ms at its clock and the board's name from ID, and the instructions-versus-cycles caveat is gone."""
+    from tinymighty.plots import Figures
+    from tinymighty.report.context import build_context
+    from tinymighty.report.render import render
+
+    inputs = write_results(tmp_path, MEASURED)
+    for path in inputs["metrics"]:
+        m = json.loads(Path(path).read_text())
+        if m.get("device"):
+            n = m["device"]["instructions"]["median"] * 2  # any count: cycles are not instructions
+            m["device"]["cycles"] = {"median": n, "clock_hz": board.CLOCK_HZ, "ms_median": 1000 * n / board.CLOCK_HZ}
+            m["device"]["cycles"]["board"] = "nano33ble_sense"
+            Path(path).write_text(json.dumps(m))
+    ctx = build_context(inputs, _config(), Figures(tmp_path / "report_files"))
+    render(ctx, tmp_path / "report.html")
+    text = _text((tmp_path / "report.html").read_text())
+    assert "On the board: nano33ble_sense" in text and "cycles / inference" in text
+    assert "1,707,840" in text  # PTQ int8's 853,920 instructions' stand-in, as cycles
+    assert "not cycles" not in text and "est. ms = emulated" not in text
+    ptq = next(r for r in ctx["rows"] if r["variant"] == "ptq_int8")
+    assert ptq["time_unit"] == "cycles" and ptq["mcu_ms_est"] == pytest.approx(1000 * 1_707_840 / board.CLOCK_HZ)
+
+    # The emulated run keeps its caveat.
+    html, _ = _html_only(tmp_path / "qemu", MEASURED, _config())
+    assert "not cycles" in _text(html) and "On the (emulated) microcontroller" in _text(html)

@@ -105,6 +105,22 @@ def test_every_int8_variant_is_bit_exact_on_tflm_and_on_the_device(tiny_run):
         assert (tiny_run / "results" / "firmware" / m["arch"] / m["variant"] / "device.log").stat().st_size > 0
 
 
+def test_every_deployed_variant_is_an_arduino_sketch_that_links_for_the_nrf52840(tiny_run):
+    """Each deployed variant's sketch holds its generated model, and its C sources link with the nRF52840's memory
+    map as a sketch gets it (rules arduino_sketch and arduino_link)."""
+    metrics = [json.loads(p.read_text()) for p in (tiny_run / "results" / "variants").glob("*/*/metrics.json")]
+    deployed = [m for m in metrics if m.get("device")]
+    assert len(deployed) >= 3
+    for m in deployed:
+        fw = tiny_run / "results" / "firmware" / m["arch"] / m["variant"]
+        sketch = fw / "arduino" / "kws"
+        assert (sketch / "kws.ino").is_file() and "TM_LIVE_INTERVAL" in (sketch / "tm_sketch.h").read_text()
+        assert (sketch / "model.c").read_bytes() == (fw / "model" / "model.c").read_bytes()
+        link = json.loads((fw / "arduino" / "link.json").read_text())
+        assert link["flash_origin"] == 0x10000 and 0 < link["flash_image"] <= link["flash_budget"]
+        assert 0 < link["ram_reserved"] <= link["ram_budget"] and link["flash_model"] > 0
+
+
 def test_real_speech_commands_source_by_url(tiny_run, tmp_path):
     """data.source speech_commands with url + sha256: the workflow downloads over (loopback) HTTP, verifies,
     extracts and splits it by the dataset's own lists."""

@@ -10,6 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* An Arduino sketch is built without this project's Makefile, so nothing passes it -D options: an exported
+ * sketch (tinymighty.device.arduino) states them in tm_sketch.h, next to this file.  Every other build
+ * has no such file. */
+#if defined(__has_include)
+#if __has_include("tm_sketch.h")
+#include "tm_sketch.h"
+#endif
+#endif
+
 #define BOARD_EOF (-1)
 
 /* Exit status after a CPU fault, distinct from any status main() returns. */

@@ -376,3 +376,41 @@ int pl_cmd_clips(int argc, char **argv)
     tx_end();
     return 0;
 }
+
+/* Live mode: STREAM's steps on audio as it arrives, one stride per call, untimed and without data lines.
+ * STREAM keeps its own inline copy of these few steps: sharing them moved its code, and with it the
+ * instruction counts the workflow measures.  Images that do not call these lose them (and their state)
+ * to --gc-sections. */
+static rc_settings pl_live_rc;
+static uint32_t pl_live_interval, pl_live_columns, pl_live_tail;
+
+int pl_live_begin(uint32_t interval, const rc_settings *s)
+{
+    if (TM_INPUT_SIZE != PL_FEATURES || TM_OUTPUT_SIZE > RC_MAX_CLASSES || interval < 1 ||
+        interval > PL_MAX_INTERVAL || rc_check(s))
+        return -1;
+    pl_live_rc = *s;
+    pl_live_interval = interval;
+    pl_live_columns = pl_live_tail = 0;
+    fe_reset(&pl_fe);
+    rc_reset(&pl_rc);
+    return 0;
+}
+
+int pl_live_stride(const int16_t *samples, rc_event *ev)
+{
+    uint16_t col[FE_CHANNELS];
+    if (pl_live_tail == PL_COLUMNS) {
+        pl_shift(PL_MAX_INTERVAL);
+        pl_live_tail = FE_FRAMES;
+    }
+    if (!fe_stride(&pl_fe, samples, col))
+        return 0;
+    fe_quantize(col, pl_column(pl_live_tail++), TM_INPUT_SCALE, TM_INPUT_ZERO_POINT);
+    const uint32_t columns = ++pl_live_columns;
+    if (columns < FE_FRAMES || (columns - FE_FRAMES) % pl_live_interval)
+        return 0;
+    if (tm_invoke(pl_column(pl_live_tail - FE_FRAMES), pl_out) != 0)
+        return -1;
+    return rc_update(&pl_rc, &pl_live_rc, pl_out, ev);
+}

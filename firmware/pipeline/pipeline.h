@@ -13,6 +13,10 @@
 #ifndef TM_PIPELINE_H
 #define TM_PIPELINE_H
 
+#include <stdint.h>
+
+#include "recognizer.h"
+
 /* Inferences can be run every 1..PL_MAX_INTERVAL strides.  The feature window keeps that many columns
  * beyond the network's FE_FRAMES, so the network always reads the newest FE_FRAMES columns as one
  * contiguous block, and the window moves its columns to the front only once every PL_MAX_INTERVAL
@@ -22,5 +26,13 @@
 int pl_cmd_pipe(int argc, char **argv);
 int pl_cmd_stream(int argc, char **argv);
 int pl_cmd_clips(int argc, char **argv);
+
+/* Live mode (the Arduino sketch built with TM_LIVE): what STREAM does to a preloaded recording, done to
+ * microphone audio as it arrives.  pl_live_begin checks the settings as STREAM does and starts from a
+ * reset frontend and recognizer: 0, or -1 when the network does not take the features' window or the
+ * settings are unusable.  pl_live_stride takes FE_STRIDE new samples: 1 with *ev filled when a keyword
+ * fired, 0 when none did, -1 when tm_invoke failed. */
+int pl_live_begin(uint32_t interval, const rc_settings *s);
+int pl_live_stride(const int16_t *samples, rc_event *ev);
 
 #endif /* TM_PIPELINE_H */

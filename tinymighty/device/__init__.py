@@ -7,17 +7,18 @@ The same collector drives three backends:
   firmware reports convert to *emulated instructions* (QEMU's instruction count, not Cortex-M4
   cycles).  Test inputs are preloaded into PSRAM with ``-device loader`` instead of being
   streamed through the UART.
-* ``SerialBackend``: any pyserial port or URL (``/dev/ttyACM0`` for a real board); inputs then
-  travel over the line protocol.
+* ``SerialBackend``: any pyserial port or URL (``/dev/ttyACM0`` for a real board, e.g. the Arduino sketch on a
+  Nano 33 BLE Sense, whose ticks are cycles); inputs then travel over the line protocol.
 * ``HostBackend``: the native build (``make BOARD=host``) on stdin/stdout, for tests.
 
 Every byte exchanged is logged raw to a transcript file, which is named in every error.
 
 Modules: ``protocol`` (framing, Transcript, DeviceClient), ``backends`` (QEMU, serial, native;
 make_backend, connect), ``build`` (build_firmware, elf_sizes), ``measure`` (one image's figures),
-``step`` (the workflow steps); the whole keyword spotter (protocol version 2): ``pipeline`` (PIPE, STREAM, CLIPS,
-the host's reference, flash and RAM by source group), ``recognizer`` (the post-processing's reference and settings),
-``pipeline_step`` (its workflow steps).
+``step`` (the workflow steps), ``arduino`` (the variant as an Arduino sketch for the Nano 33 BLE Sense:
+export, nRF52840 link check, the host build of its glue and ``StandinBoard`` to run it); the whole keyword
+spotter (protocol version 2): ``pipeline`` (PIPE, STREAM, CLIPS, the host's reference, flash and RAM by source
+group), ``recognizer`` (the post-processing's reference and settings), ``pipeline_step`` (its workflow steps).
 """
 
 from .backends import FAULT_EXIT, PSRAM_BASE, PSRAM_SIZE, HostBackend, QemuBackend, SerialBackend, connect, make_backend
@@ -26,6 +27,7 @@ from .measure import BATCH_CHUNK, CALIBRATION_LOOPS, bench_inputs, measure, over
 from .protocol import (
     PROTOCOL_VERSION,
     RETRYABLE_DEVICE_ERRORS,
+    BoardReset,
     DeviceClient,
     DeviceError,
     Response,
@@ -45,6 +47,7 @@ __all__ = [
     "PSRAM_SIZE",
     "RAM_BASE",
     "RETRYABLE_DEVICE_ERRORS",
+    "BoardReset",
     "DeviceClient",
     "DeviceError",
     "FirmwareBuildError",

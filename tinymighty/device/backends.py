@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -278,13 +279,14 @@ class SerialBackend:
         return f"serial port {self.url}"
 
     def open_port(self):
+        # A device path is opened exclusively: a second program on the same port would steal replies.
+        local = "://" not in self.url
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05)
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=0.05, **({"exclusive": True} if local else {})
+            )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise DeviceError(
-                f"cannot open serial port {self.url}: {exc}; check firmware.port (is the board plugged in, and "
-                "may you open it? e.g. add yourself to the dialout group)"
-            ) from exc
+            raise DeviceError(f"cannot open serial port {self.url}: {exc}; {_port_advice(self.url, exc)}") from exc
         return self._port
 
     def instructions_per_tick(self, tick_hz: int) -> None:
@@ -296,6 +298,27 @@ class SerialBackend:
     def close(self) -> None:
         if self._port is not None:
             self._port.close()
+
+
+def _port_advice(url: str, exc: Exception) -> str:
+    """What to do about a port that would not open, by why it would not."""
+    number = getattr(exc, "errno", None)
+    text = str(exc)
+    if number == errno.ENOENT or "No such file" in text:
+        return (
+            f"there is no {url}: plug the board in (a Nano 33 BLE Sense is usually /dev/ttyACM0; "
+            "`arduino-cli board list` names its port) and set firmware.port to it"
+        )
+    if number in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
+        return (
+            f"{url} is busy: another program holds it (a serial monitor, `arduino-cli monitor`, another "
+            "measurement, ModemManager); close it and run again"
+        )
+    if number == errno.EACCES or "Permission denied" in text:
+        return (
+            f"you may not open {url}: add yourself to its group (e.g. `sudo usermod -aG dialout $USER`, log in again)"
+        )
+    return "check firmware.port and that the board is plugged in and running this project's firmware"
 
 
 class _PipePort:

@@ -11,6 +11,8 @@ from ..errors import TinyMightyError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 RAM_BASE = 0x20000000
+# What firmware/Makefile builds, by board: a cross board's ELF, or a native executable.
+TARGETS = {"host": "firmware_host", "nano33ble_host": "firmware_standin"}
 
 
 class FirmwareBuildError(TinyMightyError, RuntimeError):
@@ -26,12 +28,17 @@ def build_firmware(
     stack_size: int | None = None,
     extra_cflags: str = "",
     features=None,
+    sketch_dir=None,
+    make_vars: dict | None = None,
 ) -> Path:
-    """Runs firmware/Makefile and returns the ELF (or the native executable for board='host').
+    """Runs firmware/Makefile and returns the ELF (or the native executable for board='host' and
+    'nano33ble_host').
 
     kernels_dir: None for firmware/kernels, "" for none (hand-written test models).
     features: None for the network only; a directory holding fe_config.h and fe_tables.c (see
     tinymighty.device.pipeline.feature_tables) for the keyword spotter, feature extractor and pipeline included.
+    sketch_dir: an exported Arduino sketch (tinymighty.device.arduino) instead of model_dir's model and the firmware's
+    sources, for board='nano33ble' (the nRF52840 link check) or 'nano33ble_host'; make_vars: more make variables.
     Raises FirmwareBuildError with the compiler/linker output, e.g. when the image exceeds the
     nRF52840 budget."""
     args = [
@@ -50,24 +57,28 @@ def build_firmware(
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
     if features is not None:
         args.append(f"FEATURES={Path(features).resolve()}")
+    if sketch_dir is not None:
+        args.append(f"SKETCH_DIR={Path(sketch_dir).resolve()}")
+    args += [f"{k}={v}" for k, v in (make_vars or {}).items()]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FirmwareBuildError(
             f"firmware build for {model_dir} failed ({' '.join(args)}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         )
-    return Path(build_dir).resolve() / ("firmware_host" if board == "host" else "firmware.elf")
+    return Path(build_dir).resolve() / TARGETS.get(board, "firmware.elf")
 
 
 # "  2 .text  00001ae4  00000140  00000140  00001140  2**6": index, name, size, VMA, LMA, offset, align
 _OBJDUMP_SECTION = re.compile(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+\S+\s*$")
-FLASH_BASE = 0x00000000
 
 
-def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump") -> dict:
-    """Flash and RAM of a firmware ELF, from its section headers.
+def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump", budgets: tuple[int, int] = (FLASH_BYTES, RAM_BYTES)) -> dict:
+    """Flash and RAM of a firmware ELF, from its section headers; budgets are the (flash, RAM) bytes its
+    linker script allows.
 
-    What a board pays, first: flash_image is the flashed binary (objcopy -O binary: from the start of
-    flash to the end of the last loaded section, gaps included) and ram_reserved the RAM the image
+    What a board pays, first: flash_image is the flashed binary (objcopy -O binary: from the image's first
+    loaded byte, the start of flash or, for an Arduino sketch, where the bootloader leaves off, to the end of
+    the last loaded section, gaps included) and ram_reserved the RAM the image
     reserves (from the start of RAM to the end of its last RAM section: the stack region, .bss with
     the tensor arena, and .data). Then the splits: flash_total is the loaded sections' sizes added
     up (equal to flash_image when the linker leaves no gaps), split into the model's constants (the
@@ -91,7 +102,8 @@ def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump") -> dict:
     ram = {n: s for n, s in in_ram.items() if n != ".stack"}
     loaded = [s for s in sections.values() if s["load"] and s["size"]]
     flash = sum(s["size"] for s in loaded)
-    image = max((s["lma"] + s["size"] for s in loaded), default=FLASH_BASE) - FLASH_BASE
+    start = min((s["lma"] for s in loaded), default=0)
+    image = max((s["lma"] + s["size"] for s in loaded), default=start) - start
     reserved = max((s["vma"] + s["size"] for s in in_ram.values() if s["size"]), default=RAM_BASE) - RAM_BASE
     model = sections.get(".model", {"size": 0})["size"]
     stack = sections.get(".stack", {"size": 0})["size"]
@@ -108,8 +120,9 @@ def elf_sizes(elf, objdump: str = "arm-none-eabi-objdump") -> dict:
         "ram_static": data + bss,
         "stack_size": stack,
         **stack_report(Path(elf).parent / "stack.txt"),
-        "flash_budget": FLASH_BYTES,
-        "ram_budget": RAM_BYTES,
+        "flash_origin": start,
+        "flash_budget": budgets[0],
+        "ram_budget": budgets[1],
         "sections": {n: s["size"] for n, s in sections.items()},
     }
 

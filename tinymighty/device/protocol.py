@@ -110,6 +110,11 @@ class Response:
         return int(self.fields[key])
 
 
+class BoardReset(DeviceError):
+    """The device booted again (it sent READY) after it had answered: whatever it held is gone, so nothing it
+    said before may be mixed with what it says after."""
+
+
 class _Retry(Exception):
     """An attempt failed in a way another attempt can fix (damaged line, timeout)."""
 
@@ -157,6 +162,7 @@ class DeviceClient:
         self._first_request: float | None = None
         self._heard = False  # a well-formed line has arrived
         self._received = 0  # bytes received in all
+        self.replies = 0  # final OK lines accepted
         self.info: dict | None = None
         try:
             self._send_raw(b"\n")  # ends any partial line a real board may hold from before
@@ -314,7 +320,17 @@ class DeviceClient:
                 if damaged:
                     raise _Retry(f"{damaged} damaged data line(s)")
                 fields = dict(t.split("=", 1) for t in tokens[3:] if "=" in t)
+                self.replies += 1
                 return Response(verb, fields, data)
+            elif kind == "READY" and self.replies:
+                # The boot banner after the device has answered: it reset (power, a loose cable, a watchdog).
+                message = (
+                    f"the device reset during {verb}: it sent {payload!r} again after {self.replies} replies, so "
+                    "what it held (the loaded input, its timings) is lost and nothing from before the reset is "
+                    "used; check its power and cable and measure again"
+                )
+                self.transcript.note(f"RESET: {message}")
+                raise BoardReset(f"{message} (device: {self.name})", self.transcript.path)
             else:  # the boot banner, the end of a late reply to an earlier request, or noise
                 self.transcript.note(f"ignored unexpected line {payload!r}")
                 data, damaged = [], 0
@@ -337,8 +353,8 @@ class DeviceClient:
         f = self.request("ID").fields
         if "proto" in f and f["proto"] not in {str(v) for v in COMPATIBLE_VERSIONS}:
             raise self._fail(
-                f"device speaks protocol {f['proto']}, this host speaks {PROTOCOL_VERSION} (and 1): "
-                "rebuild the firmware from this checkout"
+                f"device speaks protocol version {f['proto']}, this host speaks version {PROTOCOL_VERSION} (and 1): "
+                "rebuild the firmware (for a board: its Arduino sketch) from this checkout and flash it"
             )
         missing = [k for k in (*ID_TEXT_FIELDS, *ID_INT_FIELDS, *ID_FLOAT_FIELDS) if k not in f]
         if missing:

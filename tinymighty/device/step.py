@@ -10,7 +10,7 @@ from ..codegen import generate
 from ..npio import load_split, quantize_input
 from ..provenance import read_results, write_json
 from .build import build_firmware
-from .measure import measure
+from .measure import measure, over_inputs
 from .protocol import DeviceError
 
 
@@ -41,6 +41,7 @@ def device_step(
     arch=None,
     variant=None,
     config=None,
+    sketch_link=None,
 ):
     """Measure one firmware image on the device and check it agrees with the host, output by output.
 
@@ -50,7 +51,11 @@ def device_step(
     next run measures again: the Snakefile's `all` asks for every device.json) and its own transcript.
 
     Instructions are timed on the first `timing_inputs` test clips, `bench_runs` runs each: the headline is
-    their median, shown with the min and max, and every clip's count is kept (issue 11)."""
+    their median, shown with the min and max, and every clip's count is kept (issue 11).
+
+    On a board (backend serial), flash and RAM are the nRF52840 link check's of the variant's sketch
+    (sketch_link, its link.json): the core builds what runs. The board must report this variant's model hash,
+    and a board counting cycles (the sketch's DWT counter, ID's tick=cycles) gives `cycles` at its clock."""
     Path(f"{log_path}.dense").unlink(missing_ok=True)  # an earlier run's dense-kernel transcript
     x, y = load_split(test_npz)
     n = min(accuracy_inputs, len(x))
@@ -60,7 +65,17 @@ def device_step(
     xq = quantize_input(x[:n], inp).reshape(n, -1)
     cfg = {"kind": "qemu"} if backend == "qemu" else {"kind": "serial", "url": port, "baudrate": baudrate}
     timed = min(timing_inputs, n)
-    m = measure(elf, cfg, xq, n_bench=bench_runs, log_path=log_path, timing_inputs=timed)
+    sizes = read_results(sketch_link) if sketch_link else None
+    m = measure(
+        elf,
+        cfg,
+        xq,
+        n_bench=bench_runs,
+        log_path=log_path,
+        timing_inputs=timed,
+        expected_model=gen["model_hash"],
+        sizes=sizes,
+    )
     host = np.load(host_outputs)[:n].reshape(n, -1)  # TFLM's outputs: the runtime we must equal
     host_pred = host.argmax(axis=1)
     mismatched = int(np.sum(np.any(m["outputs"].reshape(n, -1) != host, axis=1)))
@@ -87,10 +102,12 @@ def device_step(
         "instructions": _instructions(timing, Path(test_npz).name),
         "timing": timing,
         "calibration": m["calibration"],
+        "cycles": _cycles(m["identify"], timing),
         "identify": m["identify"],
         "codegen": gen,
     }
-    if any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
+    # The dense twin is another image: QEMU can run it next to this one, a board would need it flashed.
+    if backend == "qemu" and any(layer["encoding"] == "sparse" for layer in res["codegen"]["layers"]):
         res["dense_kernels"] = _dense_baseline(
             model_tflite, cfg, xq[:timed], m["outputs"][:timed], bench_runs, log_path
         )
@@ -120,6 +137,23 @@ def _instructions(timing, test_split):
         # Provenance of per_input: the same clips for every variant, so their counts compare clip by clip.
         "clips": {"split": test_split, "indices": list(range(timing["inputs"]))},
         "unit": timing["unit"],
+    }
+
+
+def _cycles(identify, timing):
+    """Real cycles per inference and their milliseconds at the board's clock, when the board counts cycles:
+    each timed clip's median over its runs, then their median and range, as for instructions."""
+    if identify["tick"] != "cycles" or timing.get("instructions_median") is not None:
+        return None
+    hz = identify["tick_hz"]
+    cyc = over_inputs([np.median(t) for t in timing["ticks"]])
+    return {
+        **{k: _int_or_none(v) for k, v in cyc.items()},
+        "runs": timing["n"],
+        "inputs": timing["inputs"],
+        "clock_hz": hz,
+        "ms_median": 1000.0 * cyc["median"] / hz,
+        "board": identify["board"],
     }
 
 

@@ -92,14 +92,21 @@ def variant_row(h, size):
         "host": h,
     }
     if dev:
-        # The median over the timed test clips is the figure; min and max show how much it depends on the clip.
-        row["instructions"] = dev["instructions"]["median"]
-        row["instructions_min"] = dev["instructions"].get("min")
-        row["instructions_max"] = dev["instructions"].get("max")
-        row["instructions_inputs"] = dev["instructions"].get("inputs", 1)
+        # A board that counts cycles (the Arduino sketch) gives cycles and time at its clock; QEMU gives emulated
+        # instructions, whose ms at the board's clock are an estimate. `instructions` is the per-inference count
+        # either way, so rankings work on both, and `time_unit` says which it is. The median over the timed test
+        # clips is the figure; min and max show how much it depends on the clip.
+        cycles = dev.get("cycles")
+        row["time_unit"] = "cycles" if cycles else "instructions"
+        row["board"] = cycles["board"] if cycles else "mps2_an386 (QEMU)"
+        count = cycles or dev["instructions"]
+        row["instructions"] = count["median"]
+        row["instructions_min"] = count.get("min")
+        row["instructions_max"] = count.get("max")
+        row["instructions_inputs"] = count.get("inputs", 1)
         row["flash"] = dev["flash"]["total"]
         row["ram"] = dev["ram"]["total"]
-        row["mcu_ms_est"] = 1000.0 * dev["instructions"]["median"] / CLOCK_HZ
+        row["mcu_ms_est"] = cycles["ms_median"] if cycles else 1000.0 * row["instructions"] / CLOCK_HZ
         row["device_accuracy"] = dev.get("accuracy")
         row["device_matches_tflm"] = dev.get("matches_host")
     return row
@@ -176,6 +183,9 @@ def build_context(inputs, config, figs):
     fl = next((r for r in rows if r["variant"] == "float"), None)
     ctx["fig_tradeoffs"] = tradeoff_figure(figs, rows, fl["accuracy"] if fl else None)
     dev_rows = [r for r in rows if r.get("device")]
+    # The device section speaks of cycles only when every deployed variant was measured on a cycle-counting board.
+    ctx["device_cycles"] = bool(dev_rows) and all(r["time_unit"] == "cycles" for r in dev_rows)
+    ctx["device_boards"] = sorted({r["board"] for r in dev_rows})
     if dev_rows:
         ctx["fig_device"] = device_cost_figure(figs, dev_rows, CLOCK_HZ, multi_arch=len(archs) > 1)
     from ..pruning import report as preport

@@ -47,7 +47,7 @@ def render(ctx, out_html, out_pdf=None):
 
 # summary.csv: one row per variant. `accuracy` is TFLM's for int8 models (the runtime the device equals);
 # the tflite_ref_* columns are tf.lite's reference kernels as a cross-check. `./tbm recommend` reads
-# accuracy, deployable, flash, ram and instructions.
+# accuracy, deployable, flash, ram and instructions (cycles on a board: time_unit).
 SUMMARY_KEYS = [
     "arch",
     "variant",
@@ -64,6 +64,8 @@ SUMMARY_KEYS = [
     "instructions_min",
     "instructions_max",
     "instructions_inputs",
+    "time_unit",  # what `instructions` counts: QEMU's emulated instructions, or a board's cycles
+    "board",
     "flash",
     "ram",
     "family",

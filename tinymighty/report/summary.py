@@ -149,16 +149,22 @@ def device_sentence(ptq, rec, thr):
     if not ptq or not ptq.get("instructions"):
         return None
     ms = 1000.0 * ptq["instructions"] / CLOCK_HZ
+    unit = ptq.get("time_unit", "instructions")
+    where, time = (
+        (f"On the board ({ptq['board']})", f"{ms:.1f} ms at {CLOCK_HZ / 1e6:g} MHz")
+        if unit == "cycles"
+        else ("On the emulated Cortex-M4", f"at least {ms:.1f} ms at {CLOCK_HZ / 1e6:g} MHz")
+    )
     text = (
-        f"On the emulated Cortex-M4 the dense int8 model needs {ptq['instructions']:,} instructions per inference "
-        f"(at least {ms:.1f} ms at {CLOCK_HZ / 1e6:g} MHz), {ptq['flash']:,} bytes of flash and {ptq['ram']:,} of RAM"
+        f"{where} the dense int8 model needs {ptq['instructions']:,} {unit} per inference "
+        f"({time}), {ptq['flash']:,} bytes of flash and {ptq['ram']:,} of RAM"
     )
     if rec:
         c = rec["cheapest"]
         if c["label"] != ptq["label"] and c["instructions"] < ptq["instructions"]:
             text += (
                 f"; the cheapest variant within {_pts(thr)} of the most accurate, {c['label']}, needs "
-                f"{c['instructions']:,} instructions ({c['instructions'] / ptq['instructions']:.2f}\u00d7) and "
+                f"{c['instructions']:,} {unit} ({c['instructions'] / ptq['instructions']:.2f}\u00d7) and "
                 f"{c['flash']:,} bytes of flash"
             )
         else:
