@@ -409,6 +409,8 @@ def _build_bench(out: Path, tables_dir: Path, profile: bool = False) -> Path:
         *map(str, srcs),
         "-T",
         str(BOARD / "mps2_an386" / "link.ld"),
+        # link.ld INCLUDEs board/cortex_m_sections.ld, which ld looks up on the -L path.
+        f"-L{BOARD.parent}",
         "-nostartfiles",
         "--specs=nano.specs",
         "--specs=nosys.specs",
