@@ -31,6 +31,12 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
 
 
+def slow_except(values, fast):
+    """Parameters for a parametrized test: those not in `fast` are marked `slow`, so the fast loop keeps a sample
+    and CI still runs them all."""
+    return [pytest.param(v, marks=() if v in fast else pytest.mark.slow) for v in values]
+
+
 def snakemake(workdir, *args, configfile=TINY, timeout=1800, check=True):
     """Run the real workflow (same Snakefile users run) in `workdir`; later config files override earlier ones."""
     configfiles = configfile if isinstance(configfile, (list, tuple)) else [configfile]

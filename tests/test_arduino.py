@@ -108,9 +108,8 @@ def test_budgets_are_the_linker_scripts():
 @pytest.mark.parametrize(
     "knob, message",
     [
-        (
-            "-DTM_FIXTURE_EXTRA_WEIGHTS=1000000",
-            "FLASH BUDGET EXCEEDED",
+        pytest.param(
+            "-DTM_FIXTURE_EXTRA_WEIGHTS=1000000", "FLASH BUDGET EXCEEDED", marks=pytest.mark.slow
         ),  # fits 1 MB, not the 960 KB after the bootloader
         ("-DTM_FIXTURE_ARENA_SIZE=220000", "RAM BUDGET EXCEEDED"),  # fits 256 KB, not what the core leaves
     ],
@@ -323,6 +322,7 @@ def test_connect_fails_on_a_missing_port_before_any_request(tmp_path):
 # ---- live mode -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_live_mode_gives_streams_events(tmp_path):
     """Live mode's events (microphone audio stride by stride, the stand-in's PDM reading a file) equal STREAM's on
     the same audio in the host build of the pipeline: the same frontend, network and recognizer steps."""
@@ -352,6 +352,7 @@ def test_live_mode_gives_streams_events(tmp_path):
 # ---- the workflow's steps, on the default run's TinyConv ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_workflow_steps_on_the_default_runs_tinyconv(tmp_path):
     """rule arduino_sketch and arduino_link on the default run's PTQ int8 TinyConv (tests/fixtures/pinned), then its
     sketch's host build measured over a pty: outputs equal TFLM's, byte for byte, and live mode is on."""

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import slow_except
 
 from tinymighty import codegen
 from tinymighty.codegen import UnsupportedModelError
@@ -206,6 +207,7 @@ def test_dslike_bit_exact_with_tflm(dslike, dsp):
     _check_bit_exact(dslike, dsp)
 
 
+@pytest.mark.slow
 def test_sparse_encoding_is_bit_exact_and_smaller(sparse_tinyconv, tmp_path):
     dense = codegen.generate(sparse_tinyconv, tmp_path / "dense")
     info = codegen.generate(sparse_tinyconv, tmp_path / "sparse", sparse_threshold=0.5)
@@ -262,7 +264,7 @@ def _magnitude_pruned_tinyconv(path: Path, sparsity) -> Path:
     return _to_int8_tflite(model, path, -4.0, 4.0)
 
 
-@pytest.mark.parametrize("sparsity", [0.5, 0.75, 0.9, 0.95, "2:4"])
+@pytest.mark.parametrize("sparsity", slow_except([0.5, 0.75, 0.9, 0.95, "2:4"], fast=[0.9]))
 def test_pruned_tinyconv_sparse_kernels_bit_exact(tmp_path, sparsity):
     """Magnitude-pruned TinyConv, sparse-encoded (threshold below its sparsity, so 50% and
     2:4 use the sparse kernels too): bit-exact to TFLM on 200 inputs, host portable and
@@ -286,6 +288,7 @@ def test_pruned_tinyconv_sparse_kernels_bit_exact(tmp_path, sparsity):
             np.testing.assert_array_equal(codegen.run_host(exe, x), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
     reason="needs arm-none-eabi-gcc, qemu-system-arm and make",
@@ -311,7 +314,7 @@ def test_pruned_tinyconv_on_qemu_smaller_than_dense(tmp_path):
 PINNED_FIXTURES = Path(__file__).parent / "fixtures" / "pinned"
 
 
-@pytest.mark.parametrize("fixture", ["tinyconv_ptq_w4a8", "dscnn_ptq_w4a8"])
+@pytest.mark.parametrize("fixture", slow_except(["tinyconv_ptq_w4a8", "dscnn_ptq_w4a8"], fast=["tinyconv_ptq_w4a8"]))
 def test_int4_weights_stay_packed_and_bit_exact(fixture, tmp_path):
     """W4A8 (the quantization study's packed INT4 weights): TinyConv fused (its 4-bit FC re-packed for the
     SIMD kernel) and unfused, DS-CNN (4-bit pointwise and 3x3 depthwise weights unpacked per call, a QUANTIZE
@@ -387,11 +390,11 @@ def test_odd_shapes_and_dilation_bit_exact(oddconv, oddconv_unfused, dsp, fused)
     "prune, threshold, kernel, columns",
     [
         ({}, None, "tm_conv2d_fc_s8_dd", True),
-        ({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds", True),
-        ({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd", True),
-        ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss", False),
-        ({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_sc", True),
-        ({"conv": 0.75, "dense": 0.6}, 0.5, "tm_conv2d_fc_s8_sc", True),
+        pytest.param({"conv": 0.5, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ds", True, marks=pytest.mark.slow),
+        pytest.param({"conv": 0.9, "dense": 0.5}, 0.7, "tm_conv2d_fc_s8_sd", True, marks=pytest.mark.slow),
+        pytest.param({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_ss", False, marks=pytest.mark.slow),
+        pytest.param({"conv": 0.9, "dense": 0.9}, 0.7, "tm_conv2d_fc_s8_sc", True, marks=pytest.mark.slow),
+        pytest.param({"conv": 0.75, "dense": 0.6}, 0.5, "tm_conv2d_fc_s8_sc", True, marks=pytest.mark.slow),
     ],
     ids=[
         "dense-dense",
@@ -499,6 +502,7 @@ def test_fusion_pattern_matcher():
         assert len(kept) == len(steps) and all(a is b for a, b in zip(kept, steps, strict=False)), kwargs
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
     reason="needs arm-none-eabi-gcc, qemu-system-arm and make",

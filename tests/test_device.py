@@ -324,6 +324,7 @@ def test_generated_tinyconv_end_to_end(tmp_path):
     assert r["ram"]["arena"] < r["ram"]["static"] and 0 < r["ram"]["stack_high_water"] < r["ram"]["stack_size"]
 
 
+@pytest.mark.slow
 def test_device_step_deploys_w4a8_with_instructions_over_clips(tmp_path):
     """The workflow's device step on a W4A8 model (the default run's PTQ W4A8 TinyConv, INT4-packed weights):
     its weights stay packed (the model's flash about half the PTQ int8 one's), the device equals TFLM on every

@@ -429,6 +429,7 @@ def test_id_reply_missing_fields_names_them_the_port_and_the_transcript(tmp_path
     assert str(tmp_path / "id.log") in msg and "rebuild and flash" in msg
 
 
+@pytest.mark.slow
 def test_dead_device_is_declared_dead_within_15_s(tmp_path):
     """A silent device, one sending binary line noise, and one flooding without newlines, each with the
     timeouts a measurement uses (run side by side: each takes the 8 s it is given)."""
@@ -516,6 +517,7 @@ def test_qemu_dies_with_the_measuring_process(fixture_elf, tmp_path, sig):
 # ---------------------------------------------------------------- the workflow's own reporting
 
 
+@pytest.mark.slow
 def test_failing_job_prints_its_cause_with_plain_snakemake(tmp_path):
     """profiles/default (read by plain `snakemake`) shows the failed job's log, which holds the cause."""
     not_a_dataset = tmp_path / "empty"

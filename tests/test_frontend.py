@@ -510,3 +510,37 @@ def test_cortex_m4_radix2_config_is_bit_exact_on_qemu(tmp_path):
     )
     got = _run_bench(elf, clips, 0, tmp_path)
     assert np.array_equal(got["col"], np.concatenate([tf_op(c, cfg) for c in clips]))
+
+
+def check_every_test_clip(results: Path, features: dict, seed: int, tmp: Path) -> int:
+    """Every clip of a run's test split, from its raw audio: TF's op gives the features the workflow stored, and
+    the M4 build's int8 model input equals those features quantised with the deployed PTQ model's input scale.
+    Returns the number of clips checked."""
+    import json
+
+    from tinymighty.data.features import load_audio
+    from tinymighty.npio import load_split
+
+    index = json.loads((results / "data" / "index.json").read_text())
+    index["data_dir"] = str(results.parent / index["data_dir"])  # the index is relative to the run's directory
+    audio, _ = load_audio(index, "testing", {}, features["sample_rate"], features["clip_ms"], seed)
+    stored, _ = load_split(results / "features" / "testing.npz")
+    assert np.array_equal(tf_features(audio, features), stored)
+    io = json.loads((results / "firmware" / "tinyconv" / "ptq_int8" / "codegen.json").read_text())
+    scale, zp = io["input_scale"], io["input_zero_point"]
+    want = quantize_input(stored, {"dtype": np.int8, "quantization": (scale, zp)})
+    fe_cfg = mf.FrontendConfig.from_features(features)
+    elf = _build_bench(tmp / "bench.elf", mf.write_tables(fe_cfg, tmp / "tables"))
+    pcm = mf.pcm16(audio)
+    per_run = 256  # clips per QEMU run: their PCM must fit the board's 16 MB PSRAM
+    got = [_run_bench(elf, pcm[i : i + per_run], 0, tmp, scale, zp)["q"] for i in range(0, len(pcm), per_run)]
+    assert np.array_equal(np.concatenate(got).reshape(want.shape), want)
+    return len(audio)
+
+
+@needs_qemu
+def test_every_test_clip_of_the_workflow_gets_the_same_int8_input_on_the_m4(tiny_run, tmp_path):
+    from tinymighty.config import load_yaml
+
+    tiny = load_yaml(REPO / "tests" / "configs" / "tiny.yaml")
+    assert check_every_test_clip(tiny_run / "results", tiny["features"], tiny["seed"], tmp_path) > 0

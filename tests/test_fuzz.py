@@ -396,6 +396,7 @@ class SocketPort:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_collector_survives_damaged_replies(tmp_path):
     rng = random.Random(SEED)
     cases = [(fault, verb, damaged) for fault in FAULTS for verb in COMMANDS for damaged in (1, None)]

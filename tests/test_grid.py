@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
 from conftest import REPO, snakemake
 
 
+@pytest.mark.slow
 def test_large_grid_dry_run(tmp_path):
     out = snakemake(
         tmp_path, "-n", "--quiet", "rules", configfile=[REPO / "config.yaml", REPO / "examples" / "grid_large.yaml"]

@@ -249,6 +249,7 @@ def test_holdout_figures_reach_metrics_summary_and_report(tiny_run):
     assert "Voices never heard" in html and "voices never heard</th>" in html
 
 
+@pytest.mark.slow
 def test_no_holdout_means_no_holdout_jobs(tmp_path):
     cfg = _config(tmp_path, lambda c: c["data"].update(holdout={"voices": []}))
     planned = _planned(tmp_path / "run", cfg, "all")

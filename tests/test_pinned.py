@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import slow_except
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pinned"
 SPARSE_THRESHOLD = 0.8  # config.yaml firmware.sparse_threshold
@@ -356,7 +357,7 @@ def measured(tmp_path_factory):
 
 
 @needs_tools
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", slow_except(CASES, fast=["tinyconv_dense", "tinyconv_s90_sparse"]))
 def test_qemu_instructions_and_outputs_are_pinned(name, measured):
     m = measured(name)
     assert {k: m[k] for k in ("model.c", "model.h", "outputs")} == {
@@ -367,7 +368,11 @@ def test_qemu_instructions_and_outputs_are_pinned(name, measured):
 
 @needs_tools
 @pytest.mark.parametrize(
-    "name", ["tinyconv_dense", "tinyconv_s90_sparse", "dslike", "odd_sparse_dense", "tinyconv_w4a8", "dscnn_w4a8"]
+    "name",
+    slow_except(
+        ["tinyconv_dense", "tinyconv_s90_sparse", "dslike", "odd_sparse_dense", "tinyconv_w4a8", "dscnn_w4a8"],
+        fast=["tinyconv_dense", "tinyconv_s90_sparse"],
+    ),
 )
 def test_host_build_computes_the_pinned_outputs(name, measured, tmp_path):
     """The host build of the same kernels, portable and with the emulated DSP path, agrees with QEMU."""

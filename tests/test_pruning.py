@@ -383,6 +383,7 @@ def test_pareto_front():
 # --- workflow ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_shows_fan_out(tmp_path):
     from conftest import snakemake
 

@@ -334,6 +334,7 @@ def _dry_run(tmp_path, configfile):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_sweep_fans_out_in_dry_run(tmp_path):
     out = _dry_run(tmp_path, REPO / "config.yaml")
     for n in range(2, 9):

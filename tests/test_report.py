@@ -388,6 +388,7 @@ def test_board_figures_have_one_home():
 # --------------------------------------------------------------------------------- conclusions follow data
 
 
+@pytest.mark.slow
 def test_conclusions_follow_the_data(tmp_path):
     """Every computed sentence flips when the results table says the opposite."""
     measured, _ = _html_only(tmp_path / "measured", MEASURED, _config())
@@ -538,6 +539,7 @@ def test_every_figure_has_a_part_and_a_caption_in_snakemakes_report(built):
     assert 'report: "report/workflow.rst"' in workflow and (REPO / "report" / "workflow.rst").exists()
 
 
+@pytest.mark.slow
 def test_a_board_measured_in_cycles_shows_cycles_and_its_name(tmp_path):
     """When the serial backend measured a cycle-counting board (the Arduino sketch), the device table gives cycles
     and ms at its clock and the board's name from ID, and the instructions-versus-cycles caveat is gone."""

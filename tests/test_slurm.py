@@ -295,13 +295,8 @@ def _close(x, y) -> bool:
 
 
 # -------------------------------------------------------------------- test
-@pytest.mark.parametrize(
-    "workflow",
-    [
-        "toy",
-        pytest.param("real", marks=pytest.mark.slow),
-    ],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("workflow", ["toy", "real"])
 def test_workflow_on_slurm_matches_local(workflow, slurm_cluster, slurm_partition, tmp_path):
     wf = WORKFLOWS[workflow](tmp_path)
     local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
