@@ -126,7 +126,7 @@ def pareto_front(points, xkey):
     return front
 
 
-def _pareto_axes(ax, points, xkey, xlabel, title):
+def _pareto_axes(ax, points, xkey, xlabel, title, family_name):
     pts = [p for p in points if p.get(xkey) is not None]
     if not pts:
         ax.set_visible(False)
@@ -141,7 +141,7 @@ def _pareto_axes(ax, points, xkey, xlabel, title):
             s=18,
             color=f"C{i % 10}",
             alpha=0.75,
-            label=fam,
+            label=family_name(fam),
         )
     fx = [pts[i][xkey] for i in front]
     fy = [100 * pts[i]["accuracy"] for i in front]
@@ -153,8 +153,9 @@ def _pareto_axes(ax, points, xkey, xlabel, title):
     return [pts[i]["label"] for i in front]
 
 
-def report_context(rows, config, figs):
-    """Figures, tables and the answers for the report's pruning section (report/templates/pruning.html.j2)."""
+def report_context(rows, config, figs, family_name=str):
+    """Figures, tables and the answers for the report's pruning section (report/templates/pruning.html.j2).
+    `family_name` spells a variant family as the report prints it (the legend of the Pareto view)."""
     cfg = config.get("pruning") or {}
     prows = sorted(
         (_prow(r) for r in rows if r.get("family") in FAMILIES),
@@ -368,8 +369,9 @@ def report_context(rows, config, figs):
                 "flash",
                 "firmware flash (bytes: code + model)",
                 "Accuracy vs flash (all deployed variants)",
+                family_name,
             )
-            f2 = _pareto_axes(ax[1], on_dev, "instructions", INSTR_LABEL, "Accuracy vs MCU instructions")
+            f2 = _pareto_axes(ax[1], on_dev, "instructions", INSTR_LABEL, "Accuracy vs MCU instructions", family_name)
             note = None
         else:
             f1 = _pareto_axes(
@@ -378,6 +380,7 @@ def report_context(rows, config, figs):
                 "tflite_bytes",
                 "int8 TFLite model (bytes)",
                 "Accuracy vs model bytes (no device results: flash not measured)",
+                family_name,
             )
             f2 = _pareto_axes(
                 ax[1],
@@ -385,6 +388,7 @@ def report_context(rows, config, figs):
                 "gzip_bytes",
                 "gzip-compressed int8 TFLite model (bytes)",
                 "Accuracy vs compressed model bytes",
+                family_name,
             )
             note = "No device results (firmware disabled or not yet run): the Pareto plots use TFLite bytes."
         ax[0].set_ylabel("test accuracy (%)")

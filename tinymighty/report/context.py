@@ -191,10 +191,8 @@ def build_context(inputs, config, figs):
     from ..pruning import report as preport
     from ..quantization import report as qreport
 
-    for study in (qreport, preport):
-        hook = getattr(study, "report_context", None)
-        if hook:
-            ctx.update(hook(rows, config, figs))
+    ctx.update(qreport.report_context(rows, config, figs))
+    ctx.update(preport.report_context(rows, config, figs, family_name))
     ctx["front"] = front_page(rows, config, budgets, archs[0], config["data"]["source"])
     roles = {h["row"]["label"]: h["role"] for h in ctx["front"]["headline"]}
     ctx.update(pipeline_context(inputs, rows, config, figs, roles))  # the keyword spotter end to end (issue 10)
