@@ -210,6 +210,13 @@ def test_percentages_that_leave_no_training_split(tmp_path):
         prepare_index(_dataset(tmp_path / "sc", lists=False), ["yes", "no"], 60, 40)
 
 
+def test_final_epochs_must_leave_epochs_at_the_first_rate():
+    config = _config()
+    config["train"].update(epochs=4, final_epochs=4)
+    with pytest.raises(ConfigError, match=r"train.final_epochs \(4\) must be fewer than train.epochs \(4\)"):
+        check_config(config)
+
+
 def test_stride_longer_than_window_is_refused_before_the_frontend_aborts():
     config = _config()
     config["features"].update(window_ms=30, stride_ms=40)
@@ -252,14 +259,16 @@ def test_yaml_syntax_error_names_file_line_and_fix(tmp_path):
     msg = str(err.value)
     assert f"{bad}, line 4, column 16" in msg and "wanted_words: [yes" in msg and "indent with spaces" in msg
     assert err.value.__cause__ is not None
-    # ./tbm report checks every --configfile before Snakemake (whose own message names neither).
-    proc = subprocess.run(
-        [sys.executable, "-m", "tinymighty.config", "--cores", "4", "--configfile", str(bad)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    assert proc.returncode == 1 and f"{bad}, line 4" in proc.stderr
+    # Plain snakemake, as users type it: the workflow profile checks every --configfile before Snakemake
+    # parses it (Snakemake's own message names neither file nor line), from the repository or elsewhere.
+    for cwd, snakefile in ((REPO, []), (tmp_path, ["-s", str(REPO / "Snakefile")])):
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", *snakefile, "--configfile", str(bad)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1 and f"{bad}, line 4, column 16" in proc.stderr, proc.stderr
 
 
 def test_unquoted_yes_names_file_line_and_says_to_quote(tmp_path):

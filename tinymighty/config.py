@@ -4,8 +4,9 @@
 ``validate`` checks the merged config against rules/schema/config.schema.yaml and names the key, the file
 and line that set it, and what to do (including the classic: YAML reads a bare yes/no/on/off as a
 boolean); ``check_config`` holds the rules the schema cannot express: files that must exist and options
-that go together. ``python -m tinymighty.config [snakemake arguments]`` checks the YAML of every
-``--configfile`` (Snakemake itself reports a syntax error there without file or line).
+that go together. ``main`` checks the YAML of every ``--configfile`` on a snakemake command line: Snakemake
+reads them before any workflow code and reports a syntax error there without file or line, so the
+workflow profiles (profiles/default, profiles/slurm) call it when Snakemake reads them, which is earlier.
 """
 
 import re
@@ -87,6 +88,12 @@ def check_config(config) -> None:
                 f"features.{fractional[0]} ({feats[fractional[0]]}) must be a whole number of milliseconds for "
                 "features.kind micro (the TF micro frontend takes integers); round it"
             )
+    train = config["train"]
+    if train.get("final_epochs", 0) >= train["epochs"]:
+        raise ConfigError(
+            f"train.final_epochs ({train['final_epochs']}) must be fewer than train.epochs ({train['epochs']}): "
+            "they are the last epochs of the training, at train.final_learning_rate"
+        )
     if config["firmware"].get("backend") == "serial" and not config["firmware"].get("port"):
         raise ConfigError("firmware.backend is serial but firmware.port is not set (e.g. /dev/ttyACM0)")
     _check_quantization(config.get("quantization") or {})
@@ -272,7 +279,8 @@ def _configfiles(argv) -> list:
 
 
 def main(argv=None) -> int:
-    """Checks the YAML syntax of the config files on a snakemake command line (./tbm report does this)."""
+    """Checks the YAML syntax of the config files on a snakemake command line; 1 (with the error printed)
+    when one is wrong."""
     for f in _configfiles(sys.argv[1:] if argv is None else argv):
         try:
             load_yaml(f)
