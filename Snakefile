@@ -28,9 +28,13 @@ configfile: DEFAULT_CONFIG
 # Each problem names the key, the file and line that set it, and what to do; Snakemake's validate then only
 # fills in schema defaults.
 SCHEMA = os.path.join(workflow.basedir, "rules", "schema", "config.schema.yaml")
-C.validate(config, SCHEMA, [DEFAULT_CONFIG, *workflow.overwrite_configfiles])
-validate(config, SCHEMA)
-C.check_config(config)
+try:
+    C.validate(config, SCHEMA, [DEFAULT_CONFIG, *workflow.overwrite_configfiles])
+    validate(config, SCHEMA)
+    C.check_config(config)
+except C.ConfigError as err:
+    # The message is the whole answer: Snakemake would add the Snakefile's line and traceback frames.
+    sys.exit(f"ConfigError: {err}")
 C.sort_keys(config)
 
 

@@ -282,6 +282,12 @@ def test_unquoted_yes_names_file_line_and_says_to_quote(tmp_path):
     msg = str(err.value)
     assert f"{path}, line {line}: data.wanted_words[0]: is the boolean True" in msg
     assert 'quote the word, e.g. - "yes"' in msg
+    # Through plain snakemake the message is all the user sees: no Snakefile line, no traceback frames.
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and f"{path}, line {line}: data.wanted_words[0]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
 
 
 def test_bad_config_through_snakemake_names_file_and_key(tmp_path):
@@ -391,7 +397,8 @@ def test_truncated_archive_with_matching_checksum(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
-    assert "sc.tar.gz" in str(err.value) and not (tmp_path / "b").exists()
+    assert url in str(err.value) and "data.sha256" in str(err.value) and not (tmp_path / "b").exists()
+    assert not list(tmp_path.glob("b.*")), "a corrupt download whose checksum matches would be reused"
 
 
 # ---------------------------------------------------------------- devices

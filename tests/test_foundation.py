@@ -105,6 +105,20 @@ def test_training_is_bit_identical_for_a_seed(tmp_path):
     assert (tmp_path / "a.csv").read_text().count("\n") == 3  # header + 2 epochs
 
 
+def test_training_ends_with_its_final_epochs_at_the_final_learning_rate(tmp_path):
+    from tinymighty.model.train import train_float
+
+    rng = np.random.default_rng(0)
+    for split in ("training", "validation"):
+        np.savez(tmp_path / f"{split}.npz", x=rng.uniform(0, 20, (32, 49, 40)).astype(np.float32), y=np.arange(32) % 4)
+    cfg = {"epochs": 3, "final_epochs": 1, "batch_size": 16, "learning_rate": 0.01, "final_learning_rate": 0.001}
+    lines = []
+    splits = [tmp_path / f"{split}.npz" for split in ("training", "validation")]
+    train_float("tinyconv", *splits, tmp_path / "m.h5", tmp_path / "history.csv", cfg, 3, log=lines.append)
+    rates = [float(line.rsplit(" lr ", 1)[1]) for line in lines if " epoch " in line]
+    assert rates == pytest.approx([0.01, 0.01, 0.001])
+
+
 def test_int8_conversion_matches_tflm_bit_for_bit(tmp_path):
     from tinymighty.model.convert import to_int8
     from tinymighty.model.evaluate import run_tflite, tflm_outputs

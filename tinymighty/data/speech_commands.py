@@ -230,7 +230,19 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     _remove(tmp)
     say(f"fetch: extracting {path}")
     try:
-        _safe_extract(path, tmp)
+        try:
+            _safe_extract(path, tmp)
+        except InputError as err:
+            if url is None or path == mirror:
+                raise
+            # The download's checksum matched, so the configured sha256 is this corrupt file's: a kept copy
+            # would be reused as verified by every run. It goes; the URL or the sha256 needs fixing.
+            path.unlink()
+            raise InputError(
+                f"{url} gives a truncated or corrupt archive whose sha256 is the one configured: {err.__cause__}. "
+                f"The download ({path}) was deleted; check data.url and data.sha256 against the dataset's "
+                "published checksum"
+            ) from err
         root = _dataset_root(tmp)
         if root is None:
             raise InputError(f"{path} holds no Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")

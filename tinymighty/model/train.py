@@ -25,7 +25,7 @@ class _Progress(tf_keras.callbacks.Callback):
         self.log(
             f"[{self.tag}] epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', 0):.4f} "
             f"acc {logs.get('accuracy', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} "
-            f"val_acc {logs.get('val_accuracy', 0):.4f}"
+            f"val_acc {logs.get('val_accuracy', 0):.4f} lr {float(self.model.optimizer.learning_rate):g}"
         )
 
 
@@ -87,6 +87,14 @@ def fit(
     return model
 
 
+def _rate_schedule(cfg):
+    """The learning rate drops to `final_learning_rate` for the last `final_epochs` epochs, as TF's
+    speech_commands recipe ends training: the smaller steps settle the weights a large rate keeps moving."""
+    drop_at = cfg["epochs"] - cfg["final_epochs"]
+    rates = (cfg["learning_rate"], cfg["final_learning_rate"])
+    return tf_keras.callbacks.LearningRateScheduler(lambda epoch, _: rates[epoch >= drop_at])
+
+
 def train_float(arch, train_npz, val_npz, model_out, history_csv, cfg, seed, log=print):
     from ..variant import parse_model_id
     from .architectures import build
@@ -109,6 +117,7 @@ def train_float(arch, train_npz, val_npz, model_out, history_csv, cfg, seed, log
         history_csv,
         seed,
         tag=arch,
+        callbacks=[_rate_schedule(cfg)],
         log=log,
     )
     model.save(str(model_out))
