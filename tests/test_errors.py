@@ -544,6 +544,16 @@ def test_failing_job_prints_its_cause_with_plain_snakemake(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"{not_a_dataset} does not look like Speech Commands" in out
     assert "dataset failed: InputError" in out  # from the log, which --show-failed-logs printed
+    assert "Traceback" not in out  # the project's error is the message alone, not a crash
+
+
+def test_only_unexpected_errors_print_a_traceback():
+    def stderr_of(raise_):
+        code = f"from tinymighty.errors import InputError\nraise {raise_}"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+
+    assert stderr_of("InputError('x.wav: cut short')") == "InputError: x.wav: cut short\n"
+    assert "Traceback" in stderr_of("ValueError('a bug')")
 
 
 HOLD_LOCK = """

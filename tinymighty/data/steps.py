@@ -6,18 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import TinyMightyError
 from ..provenance import read_json, write_json
 from ..runlog import make_log
 
 
 @contextmanager
 def _failure_logged(log, job):
-    """Whatever stops the job goes to its log too, with the traceback: the log says why the job failed."""
+    """Whatever stops the job goes to its log too: the log says why the job failed. The project's own errors
+    name the input and the fix, so only an unexpected one adds its traceback."""
     try:
         yield
     except BaseException as err:
         log(f"{job} failed: {type(err).__name__}: {err}")
-        log("".join(traceback.format_exception(err)).rstrip())
+        if not isinstance(err, TinyMightyError):
+            log("".join(traceback.format_exception(err)).rstrip())
         raise
 
 
