@@ -7,6 +7,7 @@ from ..budgets import CLOCK_HZ
 from ..pruning import report as preport
 from ..pruning.grid import FAMILY_STRUCTURED, FAMILY_UNSTRUCTURED
 from ..quantization import report as qreport
+from .generalisation import class_mix_text
 from .recommend import NoResultsError, NothingFitsError, binding_sentence, recommend
 
 
@@ -66,11 +67,18 @@ def _curve(rows, family):
 
 
 def float_sentence(fl, source):
-    n = fl["host"].get("n")
-    clip = f" (one clip is {100 / n:.2f} points)" if n else ""
+    """The report's first accuracy: it says which class mix it is measured on, and the balanced accuracy
+    that no mix can flatter."""
+    host = fl["host"]
+    n = host.get("n")
+    notes = [class_mix_text(host["per_class"])] if host.get("per_class") else []
+    notes += [f"one clip is {100 / n:.2f} points"] if n else []
+    notes = f" ({'; '.join(notes)})" if notes else ""
+    balanced = host.get("balanced_accuracy")
+    balanced = f"; balanced accuracy (mean recall over the classes) {100 * balanced:.1f}%" if balanced else ""
     return (
         f"The float {fl['arch']} model reaches {100 * fl['accuracy']:.1f}% test accuracy on "
-        f"{n if n else 'the'} test clips of the {source} dataset{clip}."
+        f"{n if n else 'the'} test clips of the {source} dataset{notes}{balanced}."
     )
 
 
