@@ -547,6 +547,17 @@ def test_failing_job_prints_its_cause_with_plain_snakemake(tmp_path):
     assert "Traceback" not in out  # the project's error is the message alone, not a crash
 
 
+def test_a_job_log_keeps_the_traceback_of_an_unexpected_error_only():
+    from tinymighty.data.steps import _failure_logged
+
+    for err, traceback_logged in ((InputError("x.wav: cut short"), False), (KeyError("a bug"), True)):
+        lines = []
+        with pytest.raises(type(err)), _failure_logged(lines.append, "prepare"):
+            raise err
+        assert lines[0].startswith(f"prepare failed: {type(err).__name__}")
+        assert ("Traceback" in "\n".join(lines)) == traceback_logged
+
+
 def test_only_unexpected_errors_print_a_traceback():
     def stderr_of(raise_):
         code = f"from tinymighty.errors import InputError\nraise {raise_}"
