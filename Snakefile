@@ -5,6 +5,7 @@ import sys
 from snakemake.utils import min_version, validate
 
 from tinymighty import config as C
+from tinymighty.device import recognizer as REC
 from tinymighty.runlock import clear_stale_locks
 
 min_version("9.0")
@@ -14,7 +15,8 @@ if workflow.is_main_process:
     clear_stale_locks(log=lambda msg: print(msg, file=sys.stderr))
 
 DEFAULT_CONFIG = os.path.join(workflow.basedir, "config.yaml")
-C.load_yaml(DEFAULT_CONFIG)  # a YAML syntax error names the file and line (Snakemake's own message does not)
+with C.exit_on_config_error():
+    C.load_yaml(DEFAULT_CONFIG)  # a YAML syntax error names the file and line (Snakemake's own message does not)
 
 
 # The description of the study at the top of `snakemake --report report.zip`.
@@ -28,13 +30,11 @@ configfile: DEFAULT_CONFIG
 # Each problem names the key, the file and line that set it, and what to do; Snakemake's validate then only
 # fills in schema defaults.
 SCHEMA = os.path.join(workflow.basedir, "rules", "schema", "config.schema.yaml")
-try:
+with C.exit_on_config_error():
     C.validate(config, SCHEMA, [DEFAULT_CONFIG, *workflow.overwrite_configfiles])
     validate(config, SCHEMA)
     C.check_config(config)
-except C.ConfigError as err:
-    # The message is the whole answer: Snakemake would add the Snakefile's line and traceback frames.
-    sys.exit(f"ConfigError: {err}")
+    REC.check_config(config)  # the recognizer's settings in inferences must fit the firmware's limits
 C.sort_keys(config)
 
 

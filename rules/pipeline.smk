@@ -3,10 +3,8 @@
 # (accuracy, equal to the host's prediction by prediction) and a long recording stride by stride (events equal
 # to the host's, instructions per stage); the host runs the same recording through the same C frontend, TFLM
 # and the recognizer's reference, and times each stage.
-from tinymighty.config import ConfigError
-from tinymighty.device import recognizer as REC
+from tinymighty.config import ConfigError, exit_on_config_error
 
-REC.check_config(config)  # what the schema's ranges cannot say: the window must fit the firmware
 PIPE_CFG = config.get("pipeline") or {"enabled": False}
 PIPELINE_ON = (
     bool(PIPE_CFG.get("enabled"))
@@ -31,7 +29,8 @@ def _pipeline_grid():
     return chosen
 
 
-PIPELINE_GRID = _pipeline_grid()
+with exit_on_config_error():
+    PIPELINE_GRID = _pipeline_grid()
 PIPELINE_VARIANTS = V.name_regex(PIPELINE_GRID)
 MICRO_FRONTEND_PY = str(Path(workflow.basedir, "tinymighty", "data", "micro_frontend.py"))
 

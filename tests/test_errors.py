@@ -290,6 +290,25 @@ def test_unquoted_yes_names_file_line_and_says_to_quote(tmp_path):
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "overlay, says",
+    [
+        ("train: {epochs: 4, final_epochs: 4}", "train.final_epochs (4) must be fewer than train.epochs (4)"),
+        ("recognizer: {average_window_ms: 5000, interval_strides: 1}", "recognizer.average_window_ms (5000) is 250"),
+        ("pipeline: {variants: [nope]}", "pipeline.variants ['nope'] names no deployed variant"),
+    ],
+    ids=["Snakefile", "recognizer", "pipeline.smk"],
+)
+def test_a_config_check_anywhere_in_the_workflow_prints_the_message_alone(tmp_path, overlay, says):
+    path = tmp_path / "config.yaml"
+    path.write_text(overlay + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and f"ConfigError: {says}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
+
+
 def test_bad_config_through_snakemake_names_file_and_key(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(TINY.read_text().replace("epochs: 2,", "epochs: many,"))

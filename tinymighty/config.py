@@ -7,10 +7,12 @@ boolean); ``check_config`` holds the rules the schema cannot express: files that
 that go together. ``main`` checks the YAML of every ``--configfile`` on a snakemake command line: Snakemake
 reads them before any workflow code and reports a syntax error there without file or line, so the
 workflow profiles (profiles/default, profiles/slurm) call it when Snakemake reads them, which is earlier.
+``exit_on_config_error`` ends the run with the message alone wherever the workflow checks its config.
 """
 
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import TinyMightyError
@@ -18,6 +20,16 @@ from .errors import TinyMightyError
 
 class ConfigError(TinyMightyError, ValueError):
     """A config key is wrong; the message names the key (and the file and line, when known)."""
+
+
+@contextmanager
+def exit_on_config_error():
+    """Ends the run with a ConfigError's message alone. Raised while Snakemake reads the workflow, it would
+    come with the line of the Snakefile or .smk that raised it and traceback frames, which read like a crash."""
+    try:
+        yield
+    except ConfigError as err:
+        sys.exit(f"ConfigError: {err}")
 
 
 def sort_keys(config) -> None:
@@ -278,17 +290,12 @@ def _configfiles(argv) -> list:
     return files
 
 
-def main(argv=None) -> int:
-    """Checks the YAML syntax of the config files on a snakemake command line; 1 (with the error printed)
-    when one is wrong."""
-    for f in _configfiles(sys.argv[1:] if argv is None else argv):
-        try:
+def main(argv=None) -> None:
+    """Checks the YAML syntax of the config files on a snakemake command line; exits on the first wrong one."""
+    with exit_on_config_error():
+        for f in _configfiles(sys.argv[1:] if argv is None else argv):
             load_yaml(f)
-        except ConfigError as err:
-            print(f"ConfigError: {err}", file=sys.stderr)
-            return 1
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
