@@ -408,16 +408,20 @@ def test_truncated_archive_with_matching_checksum(tmp_path, monkeypatch):
         ("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler, directory=str(cut.parent))
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    # An archive that is whole but holds no dataset is as unusable, and is not kept either.
+    with tarfile.open(cut.parent / "notes.tar.gz", "w:gz") as tar:
+        tar.add(cut, arcname="notes.txt")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/sc.tar.gz"
-        digest = hashlib.sha256(cut.read_bytes()).hexdigest()
-        with pytest.raises(InputError, match="truncated or corrupt") as err:
-            fetch_speech_commands(tmp_path / "b", url=url, sha256=digest, progress=None)
+        for archive, says in ((cut, "truncated or corrupt"), (cut.parent / "notes.tar.gz", "holds no Speech Commands")):
+            url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+            digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+            with pytest.raises(InputError, match=says) as err:
+                fetch_speech_commands(tmp_path / "b", url=url, sha256=digest, progress=None)
+            assert url in str(err.value) and "data.sha256" in str(err.value) and not (tmp_path / "b").exists()
+            assert not list(tmp_path.glob("b.*")), "an unusable download whose checksum matches would be reused"
     finally:
         server.shutdown()
         server.server_close()
-    assert url in str(err.value) and "data.sha256" in str(err.value) and not (tmp_path / "b").exists()
-    assert not list(tmp_path.glob("b.*")), "a corrupt download whose checksum matches would be reused"
 
 
 # ---------------------------------------------------------------- devices

@@ -180,6 +180,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
         return out_dir  # already in place
     _check_target(out_dir, overwrite)
 
+    download = None  # the archive this function keeps next to out_dir, if any
     if url is not None:
         if not sha256 or not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
             raise InputError(
@@ -208,6 +209,8 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
         else:
             archive.parent.mkdir(parents=True, exist_ok=True)
             _download(url, sha256, archive, say)
+        if archive != mirror:
+            download = archive
         path = archive
 
     path = Path(path)
@@ -230,19 +233,7 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
     _remove(tmp)
     say(f"fetch: extracting {path}")
     try:
-        try:
-            _safe_extract(path, tmp)
-        except InputError as err:
-            if url is None or path == mirror:
-                raise
-            # The download's checksum matched, so the configured sha256 is this corrupt file's: a kept copy
-            # would be reused as verified by every run. It goes; the URL or the sha256 needs fixing.
-            path.unlink()
-            raise InputError(
-                f"{url} gives a truncated or corrupt archive whose sha256 is the one configured: {err.__cause__}. "
-                f"The download ({path}) was deleted; check data.url and data.sha256 against the dataset's "
-                "published checksum"
-            ) from err
+        _safe_extract(path, tmp)
         root = _dataset_root(tmp)
         if root is None:
             raise InputError(f"{path} holds no Speech Commands dataset (no word folders or {BACKGROUND_DIR}/)")
@@ -253,6 +244,16 @@ def fetch_speech_commands(out_dir, path=None, url=None, sha256=None, overwrite: 
             _remove(tmp)
             tmp = lifted
         _replace_dir(tmp, out_dir)
+    except InputError as err:
+        if download is None:
+            raise
+        # The download's checksum matched, so the configured sha256 is this unusable file's: a kept copy
+        # would be reused as verified by every run. It goes; the URL or the sha256 needs fixing.
+        download.unlink()
+        raise InputError(
+            f"{url} gives an archive this project cannot use, although its sha256 is the one configured: {err}. "
+            "The download was deleted; check data.url and data.sha256 against the dataset's published checksum"
+        ) from err
     finally:
         _remove(tmp)
     say(f"fetch: extracted to {out_dir}")
