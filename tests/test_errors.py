@@ -573,12 +573,16 @@ def test_failing_job_prints_its_cause_with_plain_snakemake(tmp_path):
 def test_a_job_log_keeps_the_traceback_of_an_unexpected_error_only():
     from tinymighty.data.steps import _failure_logged
 
-    for err, traceback_logged in ((InputError("x.wav: cut short"), False), (KeyError("a bug"), True)):
-        lines = []
+    cut_short = InputError("x.wav: cut short")
+    cut_short.__cause__ = EOFError("12 bytes missing")  # the log keeps the cause the traceback used to show
+    logs = {}
+    for err, traceback_logged in ((cut_short, False), (KeyError("a bug"), True)):
+        lines = logs[type(err)] = []
         with pytest.raises(type(err)), _failure_logged(lines.append, "prepare"):
             raise err
         assert lines[0].startswith(f"prepare failed: {type(err).__name__}")
         assert ("Traceback" in "\n".join(lines)) == traceback_logged
+    assert logs[InputError] == ["prepare failed: InputError: x.wav: cut short\n(cause: EOFError: 12 bytes missing)"]
 
 
 def test_only_unexpected_errors_print_a_traceback():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinyMightyError
+from ..errors import TinyMightyError, describe
 from ..provenance import read_json, write_json
 from ..runlog import make_log
 
@@ -18,7 +18,7 @@ def _failure_logged(log, job):
     try:
         yield
     except BaseException as err:
-        log(f"{job} failed: {type(err).__name__}: {err}")
+        log(f"{job} failed: {describe(err)}")
         if not isinstance(err, TinyMightyError):
             log("".join(traceback.format_exception(err)).rstrip())
         raise
